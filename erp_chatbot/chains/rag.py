@@ -1,0 +1,161 @@
+"""condense -> retrieve -> answer (or decline) -> record the turn, in plain LCEL.
+
+Input ``{"question": str}``; the session comes from ``config["configurable"]["session_id"]``.
+Output (streamed as dict chunks, the ``answer`` token by token)::
+
+    {"question", "standalone_question", "language", "sources", "retrieval_seconds", "answer"}
+
+The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
+threshold the answer says the documents do not cover the question, without calling the LLM.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnableLambda,
+    RunnablePassthrough,
+)
+from langchain_core.runnables.config import run_in_executor
+
+from erp_chatbot.chains.language import Language, detect_language
+from erp_chatbot.chains.prompts import (
+    CONDENSE,
+    NOT_COVERED,
+    answer_prompt,
+    format_context,
+    format_conversation,
+)
+from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
+
+OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "answer"]
+
+
+def session_id_from(config: RunnableConfig) -> str:
+    session_id = (config.get("configurable") or {}).get("session_id")
+    if not session_id:
+        raise InvalidSessionId('session_id is required: pass config={"configurable": {"session_id": "..."}}')
+    return session_id
+
+
+def sources_of(documents: list[Document]) -> list[dict[str, Any]]:
+    """One entry per source page, best score first, as shown to users and cited in answers."""
+    best: dict[str, dict[str, Any]] = {}
+    for doc in documents:
+        source = doc.metadata.get("source", "")
+        score = float(doc.metadata.get("score", 0.0))
+        if source not in best or score > best[source]["score"]:
+            best[source] = {"source": source, "title": doc.metadata.get("title", source), "score": score}
+    return sorted(best.values(), key=lambda s: s["score"], reverse=True)
+
+
+def build_rag_chain(
+    llm: BaseLanguageModel,
+    retriever: BaseRetriever,
+    history: ChatHistoryStore,
+    default_language: Language = "ko",
+    rewriter: Runnable | None = None,
+) -> Runnable[dict, dict]:
+    """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it."""
+    condense = CONDENSE | (rewriter or llm) | StrOutputParser()
+
+    def load_history(inputs: dict, config: RunnableConfig) -> list:
+        return history.messages(session_id_from(config))
+
+    def standalone(inputs: dict, config: RunnableConfig) -> str:
+        if not inputs["history"]:
+            return inputs["question"]
+        rewritten = condense.invoke(
+            {"conversation": format_conversation(inputs["history"]), "question": inputs["question"]}, config
+        )
+        return usable_rewrite(rewritten, inputs["question"], inputs["history"])
+
+    def retrieve(inputs: dict, config: RunnableConfig) -> dict:
+        start = time.perf_counter()
+        documents = retriever.invoke(inputs["standalone_question"], config)
+        return {"documents": documents, "retrieval_seconds": time.perf_counter() - start}
+
+    def answer(inputs: dict) -> Runnable:
+        language = detect_language(inputs["question"], default_language)
+        found = inputs["retrieved"]
+        base = {
+            "question": inputs["question"],
+            "standalone_question": inputs["standalone_question"].strip(),
+            "language": language,
+            "sources": sources_of(found["documents"]),
+            "retrieval_seconds": found["retrieval_seconds"],
+        }
+        if not found["documents"]:
+            return RunnableLambda(lambda _: {**base, "answer": NOT_COVERED[language]})
+        prompt_input = {**base, "context": format_context(found["documents"])}
+        generate = (
+            RunnableLambda(lambda x: {"question": x["standalone_question"], "context": x["context"]})
+            | answer_prompt(language)
+            | llm
+            | StrOutputParser()
+        )
+        return RunnableLambda(lambda _: prompt_input) | RunnablePassthrough.assign(answer=generate).pick(OUTPUT_KEYS)
+
+    def record(chunks: Iterator[dict], config: RunnableConfig) -> Iterator[dict]:
+        final: dict = {}
+        for chunk in chunks:
+            if chunk and chunk != {"answer": ""}:
+                final = _merge(final, chunk)
+                yield chunk
+        history.add_turn(session_id_from(config), final["question"], final.get("answer", ""))
+
+    async def arecord(chunks: AsyncIterator[dict], config: RunnableConfig) -> AsyncIterator[dict]:
+        final: dict = {}
+        async for chunk in chunks:
+            if chunk and chunk != {"answer": ""}:
+                final = _merge(final, chunk)
+                yield chunk
+        await run_in_executor(
+            config, history.add_turn, session_id_from(config), final["question"], final.get("answer", "")
+        )
+
+    return (
+        RunnablePassthrough.assign(history=RunnableLambda(load_history))
+        | RunnablePassthrough.assign(standalone_question=RunnableLambda(standalone))
+        | RunnablePassthrough.assign(retrieved=RunnableLambda(retrieve))
+        | RunnableLambda(answer)
+        | RunnableGenerator(record, arecord)
+    ).with_config(run_name="erp_rag")
+
+
+def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) -> str:
+    """The model's rewrite when it looks like one question in the question's language.
+
+    Small models sometimes answer instead of rewriting; then the previous user question plus the
+    follow-up is a safer query than a hallucinated answer.
+    """
+    candidate = rewritten.strip().strip('"').strip()
+    plausible = (
+        candidate
+        and "\n" not in candidate
+        and candidate.endswith(("?", "？"))
+        and len(candidate) <= max(200, 3 * len(question))
+        and detect_language(candidate) == detect_language(question)
+    )
+    if plausible:
+        return candidate
+    previous = next((m.content for m in reversed(history) if m.type == "human"), "")
+    return f"{previous} {question}".strip()
+
+
+def _merge(final: dict, chunk: dict) -> dict:
+    merged = dict(final)
+    for key, value in chunk.items():
+        merged[key] = merged[key] + value if key == "answer" and key in merged else value
+    return merged

@@ -1,0 +1,228 @@
+"""``ERPChatbot``: builds the parts from settings and answers questions.
+
+from erp_chatbot import ERPChatbot
+bot = ERPChatbot.from_settings()
+print(bot.ask("How do I approve a vendor bill?").text)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig
+from pydantic import BaseModel, Field
+
+from erp_chatbot.chains.rag import build_rag_chain
+from erp_chatbot.knowledge import index as index_store
+from erp_chatbot.knowledge.index import KnowledgeIndex
+from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
+from erp_chatbot.models.llm import bounded
+from erp_chatbot.retrievers.erp import ERPRetriever
+from erp_chatbot.settings import Settings
+
+
+class Question(BaseModel):
+    """What the chain takes."""
+
+    question: str = Field(..., min_length=1, description="the user's question, in Korean or English")
+
+
+class Source(BaseModel):
+    source: str
+    title: str
+    score: float = Field(description="cosine similarity of the best chunk of this page")
+
+
+class Answer(BaseModel):
+    text: str
+    sources: list[Source]
+    session_id: str
+    language: str
+    standalone_question: str
+    covered: bool = Field(description="False when no document cleared the threshold")
+    timings: dict[str, float] = Field(description="seconds: retrieval, total")
+
+
+class ChainOutput(BaseModel):
+    """What the chain returns (streamed as partial dicts)."""
+
+    question: str
+    standalone_question: str
+    language: str
+    sources: list[Source]
+    retrieval_seconds: float
+    answer: str
+
+
+class _SessionBound(RunnableBinding):
+    """Declares ``session_id`` as a configurable field so LangServe and its playground show it."""
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        return [
+            *super().config_specs,
+            ConfigurableFieldSpec(
+                id="session_id",
+                annotation=str,
+                name="Session ID",
+                description="Conversation id: letters, digits and . _ : @ - (required)",
+                default="",
+                is_shared=True,
+            ),
+        ]
+
+
+class ERPChatbot:
+    """The library's front door: ask, stream and batch over the company's ERP documents."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        llm: BaseLanguageModel,
+        embeddings: Embeddings,
+        index: KnowledgeIndex,
+        history: ChatHistoryStore,
+    ) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.embeddings = embeddings
+        self.index = index
+        self.history = history
+        self.retriever = ERPRetriever(
+            index=index,
+            embeddings=embeddings,
+            k=settings.retrieval.k,
+            score_threshold=settings.retrieval.score_threshold,
+        )
+        rewriter = bounded(llm, settings.llm.rewrite_max_new_tokens)
+        self._chain = build_rag_chain(llm, self.retriever, history, settings.language_default, rewriter)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ERPChatbot:
+        """Build every part from settings (``Settings()`` reads ``ERP_`` variables)."""
+        from erp_chatbot.devices import detect_gpus, plan_devices
+        from erp_chatbot.models.embeddings import load_embeddings
+        from erp_chatbot.models.llm import load_llm
+
+        settings = settings or Settings(**overrides)
+        plan = plan_devices(settings, detect_gpus())
+        embeddings = load_embeddings(settings, plan.embeddings_device)
+        index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu)
+        return cls(
+            settings=settings,
+            llm=load_llm(settings, plan.llm),
+            embeddings=embeddings,
+            index=index,
+            history=build_history(settings.memory),
+        )
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> ERPChatbot:
+        """Build from a YAML settings file (``ERP_`` variables still win)."""
+        return cls.from_settings(Settings.from_yaml(path, **overrides))
+
+    # ------------------------------------------------------------------ answering
+
+    @staticmethod
+    def new_session_id() -> str:
+        return uuid.uuid4().hex
+
+    def ask(self, question: str, session_id: str | None = None) -> Answer:
+        session_id = self._session(session_id)
+        start = time.perf_counter()
+        output = self._chain.invoke(_input(question), self._config(session_id))
+        return _answer(output, session_id, time.perf_counter() - start)
+
+    async def aask(self, question: str, session_id: str | None = None) -> Answer:
+        session_id = self._session(session_id)
+        start = time.perf_counter()
+        output = await self._chain.ainvoke(_input(question), self._config(session_id))
+        return _answer(output, session_id, time.perf_counter() - start)
+
+    def stream(self, question: str, session_id: str | None = None) -> Iterator[str]:
+        """Answer text as it is generated (the turn is stored once the stream ends)."""
+        for chunk in self._chain.stream(_input(question), self._config(self._session(session_id))):
+            if chunk.get("answer"):
+                yield chunk["answer"]
+
+    async def astream(self, question: str, session_id: str | None = None) -> AsyncIterator[str]:
+        config = self._config(self._session(session_id))
+        async for chunk in self._chain.astream(_input(question), config):
+            if chunk.get("answer"):
+                yield chunk["answer"]
+
+    def batch(self, questions: Sequence[str], session_ids: Sequence[str] | None = None) -> list[Answer]:
+        """Answer many questions; each gets its own new session unless ids are given."""
+        ids = [self._session(s) for s in session_ids] if session_ids else [self.new_session_id() for _ in questions]
+        if len(ids) != len(questions):
+            raise ValueError(f"got {len(questions)} questions but {len(ids)} session ids")
+        start = time.perf_counter()
+        outputs = self._chain.batch([_input(q) for q in questions], [self._config(s) for s in ids])
+        elapsed = time.perf_counter() - start
+        return [_answer(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
+
+    def as_runnable(self) -> Runnable:
+        """The chain for LCEL and LangServe: input ``Question``, session in the config."""
+        typed = self._chain.with_types(input_type=Question, output_type=ChainOutput)
+        return _SessionBound(bound=typed)
+
+    def health(self) -> dict[str, Any]:
+        manifest = self.index.manifest
+        return {
+            "model": getattr(self.llm, "model_id", None) or type(self.llm).__name__,
+            "index": {
+                "path": str(self.index.path),
+                "documents": manifest.document_count,
+                "chunks": manifest.chunk_count,
+                "embedding_model": manifest.embedding_model,
+            },
+            "memory": _memory_state(self.history),
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _session(self, session_id: str | None) -> str:
+        if session_id is None:
+            return self.new_session_id()
+        return validate_session_id(session_id, self.settings.memory.session_id_max_length)
+
+    @staticmethod
+    def _config(session_id: str) -> RunnableConfig:
+        return {"configurable": {"session_id": session_id}}
+
+
+def _input(question: str) -> dict[str, str]:
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question is empty: ask something, e.g. 'How do I approve a vendor bill?'")
+    return {"question": question.strip()}
+
+
+def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
+    return Answer(
+        text=output["answer"].strip(),
+        sources=[Source(**s) for s in output["sources"]],
+        session_id=session_id,
+        language=output["language"],
+        standalone_question=output["standalone_question"],
+        covered=bool(output["sources"]),
+        timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
+    )
+
+
+def _memory_state(history: ChatHistoryStore) -> dict[str, Any]:
+    ping = getattr(history, "ping", None)
+    if ping is None:
+        return {"backend": "in-process", "ok": True}
+    try:
+        return {"backend": "redis", "ok": bool(ping())}
+    except Exception as error:
+        return {"backend": "redis", "ok": False, "error": str(error)}

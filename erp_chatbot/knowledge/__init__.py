@@ -1,0 +1,1 @@
+"""ERP documents -> chunks -> a FAISS index with a manifest, updated incrementally."""

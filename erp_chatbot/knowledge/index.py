@@ -1,0 +1,232 @@
+"""The FAISS index on disk: a manifest, checksums, atomic replacement, and true cosine scores.
+
+Layout of an index folder::
+
+    <index_dir>/current -> generations/<n>     (a symlink, swapped atomically)
+    <index_dir>/generations/<n>/index.faiss, index.pkl, manifest.json
+
+``save_local`` does not record the distance strategy and ``load_local`` unpickles, so the manifest
+records the strategy, the embedding model and a sha256 per file, and loading checks the files
+against it before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    from langchain_community.vectorstores import FAISS
+
+
+def _langchain_faiss() -> tuple[Any, Any, Any]:
+    """LangChain's FAISS store, its distance enum and docstore.
+
+    The store the design names (``save_local``/``load_local``) lives only in langchain-community,
+    whose package import announces its sunset with a DeprecationWarning attributed to the importer.
+    That notice is about the package, not about an API we call, so it is filtered here, once.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*langchain-community.* is being sunset", category=DeprecationWarning
+        )
+        from langchain_community.docstore.in_memory import InMemoryDocstore
+        from langchain_community.vectorstores import FAISS
+        from langchain_community.vectorstores.utils import DistanceStrategy
+    return FAISS, DistanceStrategy, InMemoryDocstore
+
+
+MANIFEST = "manifest.json"
+INDEX_FILES = ("index.faiss", "index.pkl")
+STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
+FORMAT_VERSION = 1
+
+
+class KnowledgeIndexError(RuntimeError):
+    """The index is missing, foreign or damaged; the message says what to run."""
+
+
+@dataclass
+class FileRecord:
+    sha256: str
+    chunk_ids: list[str]
+
+
+@dataclass
+class Manifest:
+    embedding_model: str
+    dimension: int
+    distance_strategy: str
+    chunk_size: int
+    chunk_overlap: int
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def document_count(self) -> int:
+        return len(self.files)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(record.chunk_ids) for record in self.files.values())
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.update(document_count=self.document_count, chunk_count=self.chunk_count)
+        return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        data.pop("document_count", None)
+        data.pop("chunk_count", None)
+        data["files"] = {name: FileRecord(**record) for name, record in data.get("files", {}).items()}
+        return cls(**data)
+
+
+class KnowledgeIndex:
+    """A loaded FAISS store together with the manifest that describes it."""
+
+    def __init__(self, store: FAISS, manifest: Manifest, path: Path) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.path = path
+
+    def search(self, query_vector: list[float], k: int) -> list[tuple[Document, float]]:
+        """The k nearest chunks with their cosine similarity to ``query_vector``."""
+        if self.store.index.ntotal == 0:
+            return []
+        hits = self.store.similarity_search_with_score_by_vector(query_vector, k=k)
+        return [(doc, cosine_from_distance(self.manifest.distance_strategy, raw)) for doc, raw in hits]
+
+
+def cosine_from_distance(strategy: str, raw: float) -> float:
+    """Turn FAISS's raw score for unit vectors into the cosine similarity."""
+    if strategy == "MAX_INNER_PRODUCT":
+        return float(raw)
+    if strategy == "EUCLIDEAN_DISTANCE":  # faiss returns the squared L2 distance
+        return float(1.0 - raw / 2.0)
+    raise KnowledgeIndexError(f"distance strategy {strategy!r} is not supported; rebuild the index")
+
+
+def new_store(embeddings: Embeddings, dimension: int) -> FAISS:
+    import faiss
+
+    FAISS, DistanceStrategy, InMemoryDocstore = _langchain_faiss()
+    return FAISS(
+        embedding_function=embeddings,
+        index=faiss.IndexFlatIP(dimension),
+        docstore=InMemoryDocstore(),
+        index_to_docstore_id={},
+        distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+    )
+
+
+def current_path(index_dir: Path) -> Path:
+    return index_dir / "current"
+
+
+def exists(index_dir: Path) -> bool:
+    return (current_path(index_dir) / MANIFEST).is_file()
+
+
+def read_manifest(index_dir: Path) -> Manifest:
+    path = current_path(index_dir) / MANIFEST
+    if not path.is_file():
+        raise KnowledgeIndexError(f"no knowledge index at {index_dir}; build one with: erp-chatbot ingest <folder>")
+    return Manifest.from_json(path.read_text(encoding="utf-8"))
+
+
+def load(index_dir: Path, embeddings: Embeddings, faiss_gpu: int | None = None) -> KnowledgeIndex:
+    """Verify the files against the manifest, then load them with the recorded strategy."""
+    FAISS, DistanceStrategy, _ = _langchain_faiss()
+
+    manifest = read_manifest(index_dir)
+    folder = current_path(index_dir).resolve()
+    for name in INDEX_FILES:
+        expected = manifest.checksums.get(name)
+        if expected is None or sha256_file(folder / name) != expected:
+            raise KnowledgeIndexError(
+                f"{folder / name} does not match its manifest checksum; the index was changed "
+                "outside erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"
+            )
+    store = FAISS.load_local(
+        str(folder),
+        embeddings,
+        distance_strategy=DistanceStrategy[manifest.distance_strategy],
+        allow_dangerous_deserialization=True,  # checksums verified above
+    )
+    if faiss_gpu is not None:
+        _move_to_gpu(store, faiss_gpu)
+    return KnowledgeIndex(store=store, manifest=manifest, path=folder)
+
+
+def save(index_dir: Path, store: FAISS, manifest: Manifest) -> Path:
+    """Write a new generation and switch ``current`` to it in one atomic rename."""
+    generations = index_dir / "generations"
+    generations.mkdir(parents=True, exist_ok=True)
+    target = generations / f"{time.time_ns()}"
+    staging = generations / f".{target.name}.tmp"
+    store.save_local(str(staging))
+    manifest.checksums = {name: sha256_file(staging / name) for name in INDEX_FILES}
+    (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    _fsync_dir(staging)
+    staging.rename(target)
+    link = index_dir / f".current.{os.getpid()}.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path("generations") / target.name)
+    os.replace(link, current_path(index_dir))
+    _fsync_dir(index_dir)
+    _prune(generations, keep=2)
+    return target
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prune(generations: Path, keep: int) -> None:
+    """Drop leftovers of interrupted saves and all but the newest ``keep`` generations.
+
+    The one before the live generation stays, so a reader that resolved ``current`` just before
+    the swap can still finish loading it.
+    """
+    finished = sorted((p for p in generations.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for child in generations.iterdir():
+        if not child.name.isdigit() or child in finished[:-keep]:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_file():
+            with open(child, "rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_to_gpu(store: Any, device: int) -> None:
+    import faiss
+
+    resources = faiss.StandardGpuResources()
+    store.index = faiss.index_cpu_to_gpu(resources, device, store.index)

@@ -1,0 +1,127 @@
+"""Incremental ingestion: only files whose content changed are re-embedded.
+
+The manifest keeps each file's sha256 and chunk ids. A run loads the live index, deletes the
+chunks of edited and deleted files, embeds the chunks of new and edited files in batches, and saves
+a new generation that replaces the old one atomically (see ``index.save``): a crash mid-run leaves
+the previous index loadable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from erp_chatbot.knowledge import index as index_store
+from erp_chatbot.knowledge.index import FileRecord, Manifest
+from erp_chatbot.knowledge.loaders import iter_files, load_file
+from erp_chatbot.knowledge.splitting import split_documents
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    added: list[str]
+    updated: list[str]
+    deleted: list[str]
+    unchanged: int
+    chunks_embedded: int
+    chunks_total: int
+    generation: Path | None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.deleted)
+
+
+def ingest(
+    source_dir: Path,
+    index_dir: Path,
+    embeddings: Embeddings,
+    *,
+    embedding_model: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> IngestReport:
+    """Bring the index at ``index_dir`` in line with the documents under ``source_dir``."""
+    files = {path.relative_to(source_dir).as_posix(): path for path in iter_files(source_dir)}
+    hashes = {name: index_store.sha256_file(path) for name, path in files.items()}
+    previous = _previous(index_dir, embeddings, embedding_model, chunk_size, chunk_overlap)
+    old_files = previous.manifest.files if previous else {}
+
+    added = sorted(name for name in hashes if name not in old_files)
+    updated = sorted(name for name in hashes if name in old_files and old_files[name].sha256 != hashes[name])
+    deleted = sorted(name for name in old_files if name not in hashes)
+    unchanged = len(hashes) - len(added) - len(updated)
+    if previous and not (added or updated or deleted):
+        return IngestReport([], [], [], unchanged, 0, previous.manifest.chunk_count, None)
+
+    chunks = split_documents(
+        [doc for name in [*added, *updated] for doc in load_file(files[name], source_dir)],
+        chunk_size,
+        chunk_overlap,
+    )
+    vectors = embed_in_batches(embeddings, [c.page_content for c in chunks], batch_size, progress)
+    dimension = len(vectors[0]) if vectors else (previous.manifest.dimension if previous else _probe(embeddings))
+
+    store = previous.store if previous else index_store.new_store(embeddings, dimension)
+    stale = [cid for name in [*updated, *deleted] for cid in old_files[name].chunk_ids]
+    if stale:
+        store.delete(stale)
+    if chunks:
+        store.add_embeddings(
+            list(zip([c.page_content for c in chunks], vectors, strict=True)),
+            metadatas=[c.metadata for c in chunks],
+            ids=[c.metadata["chunk_id"] for c in chunks],
+        )
+    manifest = Manifest(
+        embedding_model=embedding_model,
+        dimension=dimension,
+        distance_strategy=index_store.STRATEGY,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        files={name: old_files[name] for name in hashes if name in old_files and name not in updated},
+    )
+    for name in [*added, *updated]:
+        ids = [c.metadata["chunk_id"] for c in chunks if c.metadata["source"] == name]
+        manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids)
+    generation = index_store.save(index_dir, store, manifest)
+    return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
+
+
+def embed_in_batches(embeddings: Embeddings, texts: list[str], batch_size: int, progress: bool) -> list[list[float]]:
+    from tqdm.auto import tqdm
+
+    vectors: list[list[float]] = []
+    bar: Callable = tqdm if progress else (lambda iterable, **_: iterable)
+    for start in bar(range(0, len(texts), batch_size), desc="embedding", unit="batch"):
+        vectors.extend(embeddings.embed_documents(texts[start : start + batch_size]))
+    return vectors
+
+
+def _previous(
+    index_dir: Path, embeddings: Embeddings, embedding_model: str, chunk_size: int, chunk_overlap: int
+) -> index_store.KnowledgeIndex | None:
+    """The live index, or None when there is none or it was built with other settings."""
+    if not index_store.exists(index_dir):
+        return None
+    manifest = index_store.read_manifest(index_dir)
+    same = (manifest.embedding_model, manifest.chunk_size, manifest.chunk_overlap) == (
+        embedding_model,
+        chunk_size,
+        chunk_overlap,
+    )
+    if not same:
+        logger.warning("embedding model or chunking changed since the last ingest: rebuilding the index")
+        return None
+    return index_store.load(index_dir, embeddings)
+
+
+def _probe(embeddings: Embeddings) -> int:
+    return len(embeddings.embed_query("dimension probe"))

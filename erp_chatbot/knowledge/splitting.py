@@ -1,0 +1,64 @@
+"""Split documents into chunks that suit Korean and English text.
+
+Markdown is first cut at headings so each chunk knows its section; every chunk then starts with
+a ``title > section`` line, which helps both the embedding and a small LLM reading the context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from langchain_core.documents import Document
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+# Paragraphs, lines, then sentence ends in English and Korean (다./요./까? endings), then words.
+SEPARATORS = ["\n\n", "\n", ". ", "다. ", "요. ", "? ", "! ", "。", "; ", ", ", " ", ""]
+_SECTION = re.compile(r"^(#{1,6})\s+(.+)$", re.MULTILINE)
+
+
+def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    return RecursiveCharacterTextSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        separators=SEPARATORS,
+        keep_separator="end",
+        strip_whitespace=True,
+    )
+
+
+def split_documents(documents: list[Document], chunk_size: int, chunk_overlap: int) -> list[Document]:
+    """Chunks with ``chunk_id``, ``section`` and ``chunk_index`` metadata; ids are content-stable."""
+    splitter = make_splitter(chunk_size, chunk_overlap)
+    chunks: list[Document] = []
+    for document in documents:
+        index = 0
+        for section, body in _sections(document.page_content):
+            heading = " > ".join(filter(None, [document.metadata.get("title"), section]))
+            for piece in splitter.split_text(body):
+                metadata = {**document.metadata, "section": section, "chunk_index": index}
+                metadata["chunk_id"] = chunk_id(metadata["source"], index, piece)
+                chunks.append(Document(page_content=f"{heading}\n{piece}", metadata=metadata))
+                index += 1
+    return chunks
+
+
+def chunk_id(source: str, index: int, text: str) -> str:
+    payload = f"{source}\x00{index}\x00{text}".encode()
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """(section heading, body) pairs; the text before the first sub-heading has heading ''."""
+    matches = [m for m in _SECTION.finditer(text) if len(m.group(1)) > 1]
+    if not matches:
+        return [("", _strip_title(text))] if _strip_title(text) else []
+    parts = [("", _strip_title(text[: matches[0].start()]))]
+    for current, following in zip(matches, [*matches[1:], None], strict=False):
+        end = following.start() if following else len(text)
+        parts.append((current.group(2).strip(), text[current.end() : end].strip()))
+    return [(heading, body) for heading, body in parts if body]
+
+
+def _strip_title(text: str) -> str:
+    return re.sub(r"^#\s+.+$", "", text, count=1, flags=re.MULTILINE).strip()

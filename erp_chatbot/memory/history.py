@@ -1,0 +1,137 @@
+"""Chat history per session: Redis (sliding TTL, bounded window) or in-process.
+
+The Redis layout is LangChain's ``RedisChatMessageHistory``'s: a list at ``<prefix><session_id>``
+holding ``message_to_dict`` JSON, newest first, so LangChain tooling can read our sessions. We do
+not subclass it: its base class is deprecated in langchain-core 1.x, and it writes one message per
+round trip, while a turn (question and answer) must be stored, trimmed and re-timed atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from typing import Protocol
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_to_dict, messages_from_dict
+
+from erp_chatbot.settings import MemorySettings
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+
+
+class InvalidSessionId(ValueError):
+    """The session id is empty, too long or has characters outside [A-Za-z0-9._:@-]."""
+
+
+def validate_session_id(session_id: object, max_length: int = 128) -> str:
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidSessionId("session_id is required: pass a non-empty string")
+    if len(session_id) > max_length:
+        raise InvalidSessionId(f"session_id is {len(session_id)} characters long; the limit is {max_length}")
+    if not _SESSION_ID.match(session_id):
+        raise InvalidSessionId(
+            "session_id may only contain letters, digits and . _ : @ - (and must start with a letter or digit)"
+        )
+    return session_id
+
+
+class ChatHistoryStore(Protocol):
+    """Where turns are kept; ``messages`` returns at most the window, oldest first."""
+
+    def messages(self, session_id: str) -> list[BaseMessage]: ...
+
+    def add_turn(self, session_id: str, question: str, answer: str) -> None: ...
+
+    def clear(self, session_id: str) -> None: ...
+
+
+class RedisChatHistory:
+    """Turns in Redis under ``<key_prefix><session_id>``; reads and writes refresh the TTL."""
+
+    def __init__(self, settings: MemorySettings, client: object | None = None) -> None:
+        import redis
+
+        if client is None and not settings.redis_url:
+            raise ValueError("memory.redis_url is not set; use InMemoryChatHistory instead")
+        self.settings = settings
+        self.client = client or redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.socket_timeout_seconds,
+            socket_connect_timeout=settings.socket_timeout_seconds,
+        )
+
+    def key(self, session_id: str) -> str:
+        return self.settings.key_prefix + validate_session_id(session_id, self.settings.session_id_max_length)
+
+    def messages(self, session_id: str) -> list[BaseMessage]:
+        key = self.key(session_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(key, 0, 2 * self.settings.window_turns - 1)
+        pipe.expire(key, self.settings.ttl_seconds)
+        items, _ = pipe.execute()
+        return messages_from_dict([json.loads(item) for item in reversed(items)])
+
+    def add_turn(self, session_id: str, question: str, answer: str) -> None:
+        key = self.key(session_id)
+        turn = [HumanMessage(content=question), AIMessage(content=answer)]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(key, *[json.dumps(message_to_dict(m), ensure_ascii=False) for m in turn])
+        pipe.ltrim(key, 0, 2 * self.settings.window_turns - 1)
+        pipe.expire(key, self.settings.ttl_seconds)
+        pipe.execute()
+
+    def clear(self, session_id: str) -> None:
+        self.client.delete(self.key(session_id))
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+
+class InMemoryChatHistory:
+    """The same contract in this process only, for use without Redis (lost on restart)."""
+
+    def __init__(self, settings: MemorySettings) -> None:
+        self.settings = settings
+        self._sessions: dict[str, tuple[float, deque[BaseMessage]]] = {}
+        self._lock = threading.Lock()
+
+    def messages(self, session_id: str) -> list[BaseMessage]:
+        validate_session_id(session_id, self.settings.session_id_max_length)
+        with self._lock:
+            self._expire()
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                return []
+            self._sessions[session_id] = (time.monotonic(), entry[1])
+            return list(entry[1])
+
+    def add_turn(self, session_id: str, question: str, answer: str) -> None:
+        validate_session_id(session_id, self.settings.session_id_max_length)
+        with self._lock:
+            self._expire()
+            _, turns = self._sessions.get(session_id, (0.0, deque(maxlen=2 * self.settings.window_turns)))
+            turns.extend([HumanMessage(content=question), AIMessage(content=answer)])
+            self._sessions[session_id] = (time.monotonic(), turns)
+
+    def clear(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self.settings.ttl_seconds
+        for session_id in [s for s, (seen, _) in self._sessions.items() if seen < cutoff]:
+            del self._sessions[session_id]
+
+
+def build_history(settings: MemorySettings) -> ChatHistoryStore:
+    """Redis when a URL is configured; otherwise in-process, and say so once."""
+    if settings.redis_url:
+        return RedisChatHistory(settings)
+    logging.getLogger(__name__).warning(
+        "memory.redis_url is not set: chat history is kept in this process only and lost on restart"
+    )
+    return InMemoryChatHistory(settings)

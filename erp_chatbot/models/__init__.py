@@ -1,0 +1,1 @@
+"""Model factories (LLM, embeddings) and the bundled demo models."""

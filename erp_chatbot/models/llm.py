@@ -1,0 +1,98 @@
+"""The LLM factory: a local HF folder -> ``HuggingFacePipeline`` (chat-wrapped when it can)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from langchain_core.runnables import Runnable
+from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+
+from erp_chatbot.devices import LLMPlacement
+from erp_chatbot.settings import LLMSettings, Settings
+
+logger = logging.getLogger(__name__)
+
+
+class LocalChatHuggingFace(ChatHuggingFace):
+    """``ChatHuggingFace`` whose async paths work over a local pipeline.
+
+    Upstream raises ``NotImplementedError`` (``_agenerate``) or reaches for an inference-server
+    client (``_astream``) when the LLM is a ``HuggingFacePipeline``; LangServe serves async. The
+    base chat model's defaults run the sync generation in a worker thread instead.
+    """
+
+    _agenerate = BaseChatModel._agenerate
+    _astream = BaseChatModel._astream
+
+
+def build_llm(model_path: Path, settings: LLMSettings, placement: LLMPlacement) -> BaseLanguageModel:
+    """Load ``model_path`` as placed by the device plan; chat-wrap it if it has a chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    if not (model_path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no Hugging Face model at {model_path} (config.json missing); set llm.model_path "
+            "to a local folder saved with save_pretrained, or leave it unset for the demo model"
+        )
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, **_load_kwargs(placement))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    pipe = pipeline(
+        "text-generation",
+        model=model,
+        tokenizer=tokenizer,
+        return_full_text=False,
+        **generation_kwargs(settings),
+    )
+    llm = HuggingFacePipeline(pipeline=pipe, model_id=str(model_path))
+    if getattr(tokenizer, "chat_template", None):
+        return LocalChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=str(model_path))
+    return llm
+
+
+def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
+    """The same model, greedy and capped, for short internal calls such as question rewriting."""
+    if isinstance(llm, (HuggingFacePipeline, ChatHuggingFace)):
+        return llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens, "do_sample": False})
+    return llm
+
+
+def generation_kwargs(settings: LLMSettings) -> dict[str, Any]:
+    """Decoding settings; temperature 0 means greedy decoding."""
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
+    if settings.temperature > 0:
+        kwargs.update(
+            do_sample=True,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+        )
+    else:
+        kwargs.update(do_sample=False, repetition_penalty=settings.repetition_penalty)
+    return kwargs
+
+
+def _load_kwargs(placement: LLMPlacement) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dtype": placement.torch_dtype, "device_map": placement.device_map}
+    if placement.max_memory:
+        kwargs["max_memory"] = placement.max_memory
+    if placement.load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    return kwargs
+
+
+def load_llm(settings: Settings, placement: LLMPlacement) -> BaseLanguageModel:
+    """The configured LLM, or the bundled demo model when ``llm.model_path`` is unset."""
+    from erp_chatbot.models.demo import demo_llm_path
+
+    path = settings.llm.model_path or demo_llm_path(settings.models_dir)
+    return build_llm(path.expanduser(), settings.llm, placement)

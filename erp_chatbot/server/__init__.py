@@ -1,0 +1,1 @@
+"""HTTP serving: LangServe routes, health."""

@@ -1,0 +1,65 @@
+"""``create_app``: the chain at ``/erp`` (LangServe, playground included) and ``/health``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+from erp_chatbot.chatbot import ERPChatbot
+from erp_chatbot.memory.history import InvalidSessionId, validate_session_id
+from erp_chatbot.settings import Settings
+
+
+def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = None) -> FastAPI:
+    """Serve ``chatbot`` (built from ``settings`` when not given)."""
+    from langserve import add_routes
+
+    chatbot = chatbot or ERPChatbot.from_settings(settings)
+    settings = chatbot.settings
+    app = FastAPI(
+        title="erp-chatbot",
+        description="Answers ERP questions from the company's documents, in Korean and English.",
+    )
+    max_length = settings.memory.session_id_max_length
+
+    async def require_session(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        """Reject a request without a valid session id before any work is done."""
+        session_id = (config.get("configurable") or {}).get("session_id")
+        try:
+            validate_session_id(session_id, max_length)
+        except InvalidSessionId as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        return config
+
+    add_routes(
+        app,
+        chatbot.as_runnable(),
+        path=settings.server.path,
+        config_keys=["configurable"],
+        per_req_config_modifier=require_session,
+        enabled_endpoints=[
+            "invoke",
+            "batch",
+            "stream",
+            "stream_log",
+            "stream_events",
+            "playground",
+            "input_schema",
+            "output_schema",
+            "config_schema",
+        ],
+    )
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        state = chatbot.health()
+        state["status"] = "ok" if state["memory"]["ok"] else "degraded"
+        return state
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(f"{settings.server.path}/playground/")
+
+    return app

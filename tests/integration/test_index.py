@@ -1,0 +1,178 @@
+"""Real FAISS with the bundled e5 model: true cosine scores, threshold, manifest, incremental ingest."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+
+from erp_chatbot.knowledge import index as index_store
+from erp_chatbot.knowledge.index import KnowledgeIndexError, cosine_from_distance
+from erp_chatbot.knowledge.ingest import ingest
+from erp_chatbot.retrievers.erp import ERPRetriever
+from tests.conftest import SAMPLE_KNOWLEDGE
+
+
+def run_ingest(source: Path, index_dir: Path, embeddings, **kw):
+    return ingest(
+        source,
+        index_dir,
+        embeddings,
+        embedding_model="multilingual-e5-small",
+        chunk_size=kw.pop("chunk_size", 800),
+        chunk_overlap=100,
+        progress=False,
+        **kw,
+    )
+
+
+def test_scores_are_the_true_cosine(sample_index, embeddings):
+    retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=5, score_threshold=-1.0)
+    query = "재고 이동은 어디서 확인하나요?"
+    docs = retriever.invoke(query)
+    assert len(docs) == 5
+    q = np.array(embeddings.embed_query(query))
+    d = np.array(embeddings.embed_documents([doc.page_content for doc in docs]))
+    cosines = d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))
+    assert np.allclose([doc.metadata["score"] for doc in docs], cosines, atol=1e-5)
+    assert docs[0].metadata["source"] == "inventory/stock-moves.ko.md"
+    assert [doc.metadata["score"] for doc in docs] == sorted((doc.metadata["score"] for doc in docs), reverse=True)
+
+
+def test_threshold_filters_and_k_bounds(sample_index, embeddings):
+    query = "How do I approve a vendor bill?"
+    everything = ERPRetriever(index=sample_index, embeddings=embeddings, k=50, score_threshold=-1.0).invoke(query)
+    cut = (everything[2].metadata["score"] + everything[3].metadata["score"]) / 2
+    kept = ERPRetriever(index=sample_index, embeddings=embeddings, k=50, score_threshold=cut).invoke(query)
+    assert len(kept) == 3 and all(doc.metadata["score"] >= cut for doc in kept)
+    assert len(ERPRetriever(index=sample_index, embeddings=embeddings, k=2, score_threshold=-1).invoke(query)) == 2
+    assert ERPRetriever(index=sample_index, embeddings=embeddings, score_threshold=0.999).invoke(query) == []
+    top = ERPRetriever(index=sample_index, embeddings=embeddings).invoke(query)[0]
+    assert top.metadata["source"] == "purchasing/vendor-bill-approval.en.md"
+    assert top.metadata["title"] == "Approving vendor bills"
+
+
+async def test_async_retrieval_matches_sync(sample_index, embeddings):
+    retriever = ERPRetriever(index=sample_index, embeddings=embeddings)
+    query = "휴가 신청은 어떻게 하나요?"
+    sync = [d.metadata["chunk_id"] for d in retriever.invoke(query)]
+    assert [d.metadata["chunk_id"] for d in await retriever.ainvoke(query)] == sync
+
+
+def test_euclidean_indexes_are_converted_to_cosine(embeddings):
+    import faiss
+
+    vectors = np.array(embeddings.embed_documents(["purchase order", "재고 이동", "leave request"]), "float32")
+    query = np.array(embeddings.embed_query("구매 주문"), "float32")
+    flat = faiss.IndexFlatL2(vectors.shape[1])
+    flat.add(vectors)
+    distances, ids = flat.search(query[None], 3)
+    cosines = [cosine_from_distance("EUCLIDEAN_DISTANCE", d) for d in distances[0]]
+    assert np.allclose(cosines, vectors[ids[0]] @ query, atol=1e-5)
+    with pytest.raises(KnowledgeIndexError, match="not supported"):
+        cosine_from_distance("JACCARD", 0.1)
+
+
+def test_manifest_round_trip(sample_index_dir, sample_index):
+    manifest = index_store.read_manifest(sample_index_dir)
+    raw = json.loads((index_store.current_path(sample_index_dir) / "manifest.json").read_text())
+    assert raw["embedding_model"] == "multilingual-e5-small" and raw["dimension"] == 384
+    assert raw["distance_strategy"] == "MAX_INNER_PRODUCT"
+    assert (raw["chunk_size"], raw["chunk_overlap"]) == (800, 100)
+    assert raw["document_count"] == len(list(SAMPLE_KNOWLEDGE.rglob("*.md")))
+    assert raw["chunk_count"] == sample_index.store.index.ntotal
+    for name in ("index.faiss", "index.pkl"):
+        assert raw["checksums"][name] == index_store.sha256_file(index_store.current_path(sample_index_dir) / name)
+    assert index_store.read_manifest(sample_index_dir) == manifest
+    assert sample_index.store.distance_strategy.name == "MAX_INNER_PRODUCT"
+
+
+def test_tampered_index_is_refused_before_unpickling(tmp_path, sample_index_dir, embeddings):
+    copy = tmp_path / "idx"
+    shutil.copytree(sample_index_dir, copy, symlinks=True)
+    pkl = index_store.current_path(copy) / "index.pkl"
+    pkl.write_bytes(pkl.read_bytes() + b"\x00")
+    with pytest.raises(KnowledgeIndexError, match="does not match its manifest"):
+        index_store.load(copy, embeddings)
+
+
+def test_missing_index_says_what_to_run(tmp_path, embeddings):
+    with pytest.raises(KnowledgeIndexError, match="erp-chatbot ingest"):
+        index_store.load(tmp_path / "none", embeddings)
+
+
+class CountingEmbeddings(Embeddings):
+    """The real e5 embeddings, counting what gets embedded (and able to fail on demand)."""
+
+    def __init__(self, inner, fail_after: int | None = None):
+        self.inner, self.fail_after, self.texts = inner, fail_after, []
+
+    def embed_documents(self, texts):
+        if self.fail_after is not None and len(self.texts) >= self.fail_after:
+            raise RuntimeError("embedding server went away")
+        self.texts.extend(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text):
+        return self.inner.embed_query(text)
+
+
+def test_incremental_ingest_touches_only_what_changed(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "inventory", docs / "inventory")
+    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs / "hr")
+    index_dir = tmp_path / "index"
+    first = run_ingest(docs, index_dir, embeddings)
+    assert len(first.added) == 8 and first.chunks_total > 0
+
+    counting = CountingEmbeddings(embeddings)
+    assert not run_ingest(docs, index_dir, counting).changed and counting.texts == []
+
+    edited = docs / "inventory" / "stock-moves.en.md"
+    edited.write_text(edited.read_text().replace("Stock Moves", "Stock Movements Report"))
+    (docs / "hr" / "expense-claims.en.md").unlink()
+    (docs / "hr" / "payroll.en.md").write_text("# Payroll\n\nPayslips are in Payroll > Payslips.\n")
+    report = run_ingest(docs, index_dir, counting)
+    assert (report.added, report.updated, report.deleted) == (
+        ["hr/payroll.en.md"],
+        ["inventory/stock-moves.en.md"],
+        ["hr/expense-claims.en.md"],
+    )
+    assert report.unchanged == 6
+    assert all("Stock Movements Report" in t or "Payroll" in t or "stock" in t.lower() for t in counting.texts)
+
+    loaded = index_store.load(index_dir, embeddings)
+    sources = {d.metadata["source"] for d in loaded.store.docstore._dict.values()}
+    assert "hr/expense-claims.en.md" not in sources and "hr/payroll.en.md" in sources
+    edited_texts = " ".join(
+        d.page_content
+        for d in loaded.store.docstore._dict.values()
+        if d.metadata["source"] == "inventory/stock-moves.en.md"
+    )
+    assert "Stock Movements Report" in edited_texts
+    assert "Inventory > Reporting > Stock Moves" not in edited_texts
+    assert loaded.store.index.ntotal == loaded.manifest.chunk_count == len(loaded.store.docstore._dict)
+    assert len(list((index_dir / "generations").iterdir())) <= 2
+
+
+def test_failed_ingest_leaves_the_previous_index_serving(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)
+    index_dir = tmp_path / "index"
+    run_ingest(docs, index_dir, embeddings)
+    before = index_store.read_manifest(index_dir)
+    shutil.copytree(SAMPLE_KNOWLEDGE / "purchasing", docs / "purchasing")
+    with pytest.raises(RuntimeError, match="went away"):
+        run_ingest(docs, index_dir, CountingEmbeddings(embeddings, fail_after=0))
+    after = index_store.load(index_dir, embeddings)
+    assert after.manifest == before and after.store.index.ntotal == before.chunk_count
+
+
+def test_changed_chunking_rebuilds_everything(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)
+    run_ingest(docs, tmp_path / "index", embeddings)
+    report = run_ingest(docs, tmp_path / "index", embeddings, chunk_size=300)
+    assert len(report.added) == 2 and index_store.read_manifest(tmp_path / "index").chunk_size == 300

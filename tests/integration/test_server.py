@@ -1,0 +1,101 @@
+"""The LangServe app over real HTTP (uvicorn on loopback), tiny model, real e5, FAISS and Redis."""
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from erp_chatbot import ERPChatbot
+from erp_chatbot.server.app import create_app
+from tests.conftest import tiny_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir):
+    settings = tiny_settings(tmp_path_factory.mktemp("home"), tiny_lm_dir, e5_dir, sample_index_dir)
+    app = create_app(ERPChatbot.from_settings(settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the app did not start within 30 s"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def body(question: str, session_id: str | None = None) -> dict:
+    payload: dict = {"input": {"question": question}}
+    if session_id is not None:
+        payload["config"] = {"configurable": {"session_id": session_id}}
+    return payload
+
+
+def test_health(base_url):
+    health = httpx.get(f"{base_url}/health").json()
+    assert health["status"] == "ok" and health["memory"]["ok"] and health["index"]["chunks"] > 0
+
+
+def test_invoke_answers_with_sources(base_url, session_id):
+    response = httpx.post(f"{base_url}/erp/invoke", json=body("재고 이동은 어디서 확인하나요?", session_id), timeout=60)
+    assert response.status_code == 200, response.text
+    output = response.json()["output"]
+    assert output["sources"][0]["source"] == "inventory/stock-moves.ko.md" and output["answer"]
+
+
+@pytest.mark.parametrize("session_id", [None, "", "no spaces allowed", "x" * 500])
+def test_missing_or_invalid_session_is_a_422(base_url, session_id):
+    response = httpx.post(f"{base_url}/erp/invoke", json=body("How do I count stock?", session_id), timeout=30)
+    assert response.status_code == 422 and "session_id" in response.text
+    stream = httpx.post(f"{base_url}/erp/stream", json=body("How do I count stock?", session_id), timeout=30)
+    assert stream.status_code == 422
+
+
+def test_empty_question_is_a_422(base_url, session_id):
+    response = httpx.post(f"{base_url}/erp/invoke", json=body("", session_id), timeout=30)
+    assert response.status_code == 422
+
+
+def test_stream_sends_many_chunks(base_url, session_id, redis_client):
+    with httpx.stream(
+        "POST", f"{base_url}/erp/stream", json=body("How do I approve a vendor bill?", session_id), timeout=60
+    ) as response:
+        assert response.status_code == 200
+        events = [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(e) for e in events if e.startswith("{") and "run_id" not in e]
+    answer_chunks = [c["answer"] for c in chunks if "answer" in c]
+    assert len(answer_chunks) >= 5
+    assert chunks[0]["sources"][0]["source"] == "purchasing/vendor-bill-approval.en.md"
+    assert redis_client.llen(f"context:{session_id}") == 2
+
+
+def test_remote_runnable_keeps_the_conversation(base_url, session_id):
+    from langserve import RemoteRunnable
+
+    remote = RemoteRunnable(f"{base_url}/erp/")
+    cfg = {"configurable": {"session_id": session_id}}
+    remote.invoke({"question": "공급업체 청구서는 어떻게 승인하나요?"}, cfg)
+    follow_up = remote.invoke({"question": "그럼 승인은 누가 해?"}, cfg)
+    assert "청구서" in follow_up["standalone_question"]
+    streamed = list(remote.stream({"question": "반려는 어떻게 하나요?"}, cfg))
+    assert len(streamed) >= 5
+
+
+def test_playground_and_schemas_are_served(base_url):
+    assert httpx.get(f"{base_url}/erp/playground/index.html").status_code == 200
+    schema = httpx.get(f"{base_url}/erp/config_schema").json()
+    assert "session_id" in json.dumps(schema)
+    assert httpx.get(f"{base_url}/erp/input_schema").json()["required"] == ["question"]

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from erp_chatbot.settings import Settings
+
+
+def test_defaults_are_the_designs():
+    s = Settings()
+    assert (s.llm.temperature, s.llm.max_new_tokens, s.llm.load_in_8bit) == (0.7, 2048, True)
+    assert s.resources.llm.gpu_ids == [0, 1]
+    assert s.resources.vector_search.gpu_ids == [2]
+    assert s.resources.training.gpu_ids == [2]
+    assert (s.retrieval.k, s.retrieval.score_threshold) == (5, 0.7)
+    assert (s.memory.key_prefix, s.memory.ttl_seconds, s.memory.window_turns) == ("context:", 1800, 10)
+    assert (s.cache.max_entries, s.cache.ttl_seconds) == (10_000, 3600)
+    assert (s.batching.batch_size, s.batching.max_concurrency) == (16, 4)
+    assert (s.model_versions.max_versions, s.model_versions.keep_backups) == (3, 2)
+    assert s.model_versions.min_free_disk_gb == 500
+
+
+def test_yaml_then_environment_then_arguments(tmp_path: Path, monkeypatch):
+    config = tmp_path / "erp.yaml"
+    config.write_text("llm:\n  temperature: 0.2\nretrieval:\n  k: 3\n  score_threshold: 0.5\n")
+    s = Settings.from_yaml(config)
+    assert (s.llm.temperature, s.retrieval.k, s.retrieval.score_threshold) == (0.2, 3, 0.5)
+    monkeypatch.setenv("ERP_RETRIEVAL__K", "8")
+    s = Settings.from_yaml(config)
+    assert (s.retrieval.k, s.retrieval.score_threshold) == (8, 0.5)
+    assert Settings.from_yaml(config, llm={"temperature": 0.9}).llm.temperature == 0.9
+
+
+def test_erp_config_variable_names_the_yaml(tmp_path: Path, monkeypatch):
+    config = tmp_path / "erp.yaml"
+    config.write_text("memory:\n  window_turns: 4\n")
+    monkeypatch.setenv("ERP_CONFIG", str(config))
+    assert Settings().memory.window_turns == 4
+
+
+def test_missing_yaml_says_which_file(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        Settings.from_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"retrieval": {"k": 0}},
+        {"retrieval": {"score_threshold": 1.5}},
+        {"knowledge": {"chunk_size": 200, "chunk_overlap": 200}},
+        {"llm": {"temprature": 0.5}},
+    ],
+)
+def test_invalid_values_are_refused(bad):
+    with pytest.raises(ValidationError):
+        Settings(**bad)
+
+
+def test_paths_derive_from_home(tmp_path: Path):
+    s = Settings(home=tmp_path)
+    assert s.models_dir == tmp_path / "models"
+    assert s.index_dir == tmp_path / "index"
+    assert Settings(home=tmp_path, knowledge={"index_dir": tmp_path / "x"}).index_dir == tmp_path / "x"
