@@ -27,17 +27,18 @@ _SYSTEM = {
     "en": "You are an ERP assistant. You answer only from the documents you are given, in English.",
     "ko": "당신은 ERP 도우미입니다. 주어진 문서의 내용만으로 한국어로 답합니다.",
 }
+# Measured on the demo 0.5B model: documents in the user turn and no request to cite by number
+# (it then answers "[1]" alone); sources travel with the answer instead.
 _HUMAN = {
     "en": (
         "Documents:\n{context}\n\nQuestion: {question}\n\n"
-        "Answer the question using only the documents above. Give the menu path and the steps when "
-        "the documents have them, and cite the documents you used as [1], [2]. If the documents do "
-        "not contain the answer, say so."
+        "Answer the question in a few sentences using only the documents above. Include the menu path. "
+        "If the documents do not contain the answer, say so."
     ),
     "ko": (
         "문서:\n{context}\n\n질문: {question}\n\n"
-        "위 문서만 사용해서 질문에 한국어로 답하세요. 문서에 메뉴 경로와 절차가 있으면 알려 주고, "
-        "사용한 문서를 [1], [2]처럼 표시하세요. 문서에 답이 없으면 없다고 말하세요."
+        "위 문서만 사용해서 질문에 한국어로 몇 문장으로 답하세요. 메뉴 경로를 포함하세요. "
+        "문서에 답이 없으면 없다고 말하세요."
     ),
 }
 

