@@ -127,6 +127,18 @@ class InMemoryChatHistory:
             del self._sessions[session_id]
 
 
+def redis_answers(settings: MemorySettings) -> bool:
+    """Whether the configured Redis answers a PING within the socket timeout."""
+    import redis
+
+    if not settings.redis_url:
+        return False
+    try:
+        return bool(RedisChatHistory(settings).ping())
+    except redis.RedisError:
+        return False
+
+
 def build_history(settings: MemorySettings) -> ChatHistoryStore:
     """Redis when a URL is configured; otherwise in-process, and say so once."""
     if settings.redis_url:

@@ -1,0 +1,75 @@
+"""The `erp-chatbot` command, run as a user runs it (a real process), on the tiny model and real e5."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from erp_chatbot.cli import load_settings
+from tests.conftest import REDIS_URL, SAMPLE_KNOWLEDGE
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from erp_chatbot.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("ingest", "ask", "serve"):
+        assert command in result.stdout
+
+
+def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs)
+    config = tmp_path / "erp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "llm": {"model_path": str(tiny_lm_dir), "max_new_tokens": 8, "temperature": 0},
+                "embeddings": {"model_path": str(e5_dir)},
+                "knowledge": {"index_dir": str(tmp_path / "index")},
+                "memory": {"redis_url": REDIS_URL},
+            }
+        )
+    )
+    ingested = run("ingest", str(docs), "--config", str(config), "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    report = json.loads(ingested.stdout)
+    assert len(report["added"]) == 4 and report["chunks_total"] > 0
+
+    again = json.loads(run("ingest", str(docs), "--config", str(config), "--json").stdout)
+    assert again["added"] == [] and again["unchanged"] == 4
+
+    asked = run("ask", "경비 보고서는 언제까지 제출하나요?", "--config", str(config), "--session", session_id, "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["sources"][0]["source"] == "expense-claims.ko.md" and answer["session_id"] == session_id
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    result = run("ingest", str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "is not a folder" in result.stderr and "Traceback" not in result.stderr
+    result = run("ask", "hello?", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1 and result.stderr.strip().startswith("error:")
+    assert "nope.yaml" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_uses_its_own_index_and_survives_a_missing_redis(monkeypatch, tmp_path):
+    monkeypatch.setenv("ERP_HOME", str(tmp_path))
+    monkeypatch.setenv("ERP_MEMORY__REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    settings = load_settings(None, demo=True)
+    assert settings.index_dir == tmp_path / "demo-index"
+    assert settings.memory.redis_url is None
+    assert settings.llm.max_new_tokens == 384  # the demo profile
