@@ -24,6 +24,7 @@ from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
 from erp_chatbot.models.llm import bounded
 from erp_chatbot.retrievers.erp import ERPRetriever
+from erp_chatbot.runtime.cache import AnswerCache
 from erp_chatbot.settings import Settings
 
 
@@ -46,6 +47,7 @@ class Answer(BaseModel):
     language: str
     standalone_question: str
     covered: bool = Field(description="False when no document cleared the threshold")
+    cached: bool = Field(False, description="True when the response cache answered")
     timings: dict[str, float] = Field(description="seconds: retrieval, total")
 
 
@@ -57,6 +59,7 @@ class ChainOutput(BaseModel):
     language: str
     sources: list[Source]
     retrieval_seconds: float
+    cached: bool
     answer: str
 
 
@@ -89,8 +92,10 @@ class ERPChatbot:
         embeddings: Embeddings,
         index: KnowledgeIndex,
         history: ChatHistoryStore,
+        cache: AnswerCache | None = None,
     ) -> None:
         self.settings = settings
+        self.cache = cache
         self.llm = llm
         self.embeddings = embeddings
         self.index = index
@@ -102,7 +107,15 @@ class ERPChatbot:
             score_threshold=settings.retrieval.score_threshold,
         )
         rewriter = bounded(llm, settings.llm.rewrite_max_new_tokens)
-        self._chain = build_rag_chain(llm, self.retriever, history, settings.language_default, rewriter)
+        self._chain = build_rag_chain(
+            llm,
+            self.retriever,
+            history,
+            settings.language_default,
+            rewriter,
+            cache=cache,
+            index_version=lambda: self.index.version,
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -111,18 +124,21 @@ class ERPChatbot:
         """Build every part from settings (``Settings()`` reads ``ERP_`` variables)."""
         from erp_chatbot.devices import detect_gpus, plan_devices
         from erp_chatbot.models.embeddings import load_embeddings
-        from erp_chatbot.models.llm import load_llm
+        from erp_chatbot.models.llm import build_llm, llm_path, model_version
+        from erp_chatbot.runtime.cache import build_answer_cache
 
         settings = settings or Settings(**overrides)
         plan = plan_devices(settings, detect_gpus())
         embeddings = load_embeddings(settings, plan.embeddings_device)
         index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu)
+        model_dir = llm_path(settings)
         return cls(
             settings=settings,
-            llm=load_llm(settings, plan.llm),
+            llm=build_llm(model_dir, settings.llm, plan.llm),
             embeddings=embeddings,
             index=index,
             history=build_history(settings.memory),
+            cache=build_answer_cache(settings, model_version(model_dir, settings.llm)),
         )
 
     @classmethod
@@ -186,6 +202,7 @@ class ERPChatbot:
                 "embedding_model": manifest.embedding_model,
             },
             "memory": _memory_state(self.history),
+            "cache": self.cache.stats.as_dict() if self.cache else None,
         }
 
     # ------------------------------------------------------------------ helpers
@@ -214,6 +231,7 @@ def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
         language=output["language"],
         standalone_question=output["standalone_question"],
         covered=bool(output["sources"]),
+        cached=output.get("cached", False),
         timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
     )
 

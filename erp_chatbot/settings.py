@@ -92,10 +92,13 @@ class MemorySettings(Section):
 
 
 class CacheSettings(Section):
-    """Response cache (served by the caching work; defaults from the design)."""
+    """Response cache: in Redis when memory.redis_url is set, else in this process."""
 
-    max_entries: int = 10_000
-    ttl_seconds: int = 3600
+    enabled: bool = True
+    max_entries: int = Field(10_000, gt=0)
+    ttl_seconds: int = Field(3600, gt=0)
+    max_memory_mb: int = Field(256, gt=0, description="in-process bound; Redis uses its maxmemory")
+    redis_prefix: str = "erp:answer:"
 
 
 class BatchingSettings(Section):

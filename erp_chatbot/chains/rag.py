@@ -3,7 +3,7 @@
 Input ``{"question": str}``; the session comes from ``config["configurable"]["session_id"]``.
 Output (streamed as dict chunks, the ``answer`` token by token)::
 
-    {"question", "standalone_question", "language", "sources", "retrieval_seconds", "answer"}
+    {"question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"}
 
 The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
 threshold the answer says the documents do not cover the question, without calling the LLM.
@@ -12,7 +12,7 @@ threshold the answer says the documents do not cover the question, without calli
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from langchain_core.documents import Document
@@ -38,8 +38,9 @@ from erp_chatbot.chains.prompts import (
     format_conversation,
 )
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
+from erp_chatbot.runtime.cache import AnswerCache
 
-OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "answer"]
+OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
 
 
 def session_id_from(config: RunnableConfig) -> str:
@@ -66,8 +67,14 @@ def build_rag_chain(
     history: ChatHistoryStore,
     default_language: Language = "ko",
     rewriter: Runnable | None = None,
+    cache: AnswerCache | None = None,
+    index_version: Callable[[], str] = lambda: "",
 ) -> Runnable[dict, dict]:
-    """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it."""
+    """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it.
+
+    With ``cache``, an answer already given for the same normalised question, retrieved chunks,
+    index version (``index_version()``), model and prompt is returned without calling the LLM.
+    """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
@@ -95,17 +102,29 @@ def build_rag_chain(
             "language": language,
             "sources": sources_of(found["documents"]),
             "retrieval_seconds": found["retrieval_seconds"],
+            "cached": False,
         }
         if not found["documents"]:
             return RunnableLambda(lambda _: {**base, "answer": NOT_COVERED[language]})
+        prompt = answer_prompt(language)
         prompt_input = {**base, "context": format_context(found["documents"])}
         generate = (
             RunnableLambda(lambda x: {"question": x["standalone_question"], "context": x["context"]})
-            | answer_prompt(language)
+            | prompt
             | llm
             | StrOutputParser()
         )
-        return RunnableLambda(lambda _: prompt_input) | RunnablePassthrough.assign(answer=generate).pick(OUTPUT_KEYS)
+        answering = RunnableLambda(lambda _: prompt_input) | RunnablePassthrough.assign(answer=generate).pick(
+            OUTPUT_KEYS
+        )
+        if cache is None:
+            return answering
+        chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in found["documents"]]
+        key = cache.key(base["standalone_question"], chunk_ids, index_version(), repr(prompt))
+        cached = cache.get(key)
+        if cached is not None:
+            return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached})
+        return answering | _store_when_done(cache, key)
 
     def record(chunks: Iterator[dict], config: RunnableConfig) -> Iterator[dict]:
         final: dict = {}
@@ -132,6 +151,28 @@ def build_rag_chain(
         | RunnableLambda(answer)
         | RunnableGenerator(record, arecord)
     ).with_config(run_name="erp_rag")
+
+
+def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
+    """Pass the stream through; cache the complete answer once it has been generated."""
+
+    def store(chunks: Iterator[dict]) -> Iterator[dict]:
+        answer = ""
+        for chunk in chunks:
+            answer += chunk.get("answer", "")
+            yield chunk
+        if answer.strip():
+            cache.put(key, answer)
+
+    async def astore(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+        answer = ""
+        async for chunk in chunks:
+            answer += chunk.get("answer", "")
+            yield chunk
+        if answer.strip():
+            cache.put(key, answer)
+
+    return RunnableGenerator(store, astore)
 
 
 def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) -> str:

@@ -104,6 +104,12 @@ class KnowledgeIndex:
         self.manifest = manifest
         self.path = path
 
+    @property
+    def version(self) -> str:
+        """Changes whenever the index files change (from the manifest's checksums)."""
+        material = json.dumps(self.manifest.checksums, sort_keys=True)
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
+
     def search(self, query_vector: list[float], k: int) -> list[tuple[Document, float]]:
         """The k nearest chunks with their cosine similarity to ``query_vector``."""
         if self.store.index.ntotal == 0:

@@ -64,6 +64,20 @@ def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
     return llm
 
 
+def model_version(model_path: Path, settings: LLMSettings) -> str:
+    """Identifies the weights and decoding: a changed model or setting gives a new version."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for file in sorted(model_path.glob("*")):
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    decoding = json.dumps(generation_kwargs(settings), sort_keys=True)
+    return f"{model_path.name}@{digest.hexdigest()[:12]}|{decoding}"
+
+
 def generation_kwargs(settings: LLMSettings) -> dict[str, Any]:
     """Decoding settings; temperature 0 means greedy decoding."""
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
@@ -90,9 +104,8 @@ def _load_kwargs(placement: LLMPlacement) -> dict[str, Any]:
     return kwargs
 
 
-def load_llm(settings: Settings, placement: LLMPlacement) -> BaseLanguageModel:
-    """The configured LLM, or the bundled demo model when ``llm.model_path`` is unset."""
+def llm_path(settings: Settings) -> Path:
+    """The configured LLM folder, or the bundled demo model (converted on first use)."""
     from erp_chatbot.models.demo import demo_llm_path
 
-    path = settings.llm.model_path or demo_llm_path(settings.models_dir)
-    return build_llm(path.expanduser(), settings.llm, placement)
+    return (settings.llm.model_path or demo_llm_path(settings.models_dir)).expanduser()

@@ -80,6 +80,7 @@ def qwen_bot(tmp_path_factory, sample_index_dir, models_dir):
         llm={"max_new_tokens": 160, "temperature": 0},  # greedy: answers are reproducible
         knowledge={"index_dir": sample_index_dir},
         memory={"redis_url": REDIS_URL},
+        cache={"enabled": False},  # every run must exercise the model
     )
     return ERPChatbot.from_settings(settings)
 

@@ -1,0 +1,1 @@
+"""What makes many users fast: the response cache (and request batching)."""
