@@ -134,7 +134,7 @@ class ERPChatbot:
         model_dir = llm_path(settings)
         return cls(
             settings=settings,
-            llm=build_llm(model_dir, settings.llm, plan.llm),
+            llm=build_llm(model_dir, settings.llm, plan.llm, settings.batching),
             embeddings=embeddings,
             index=index,
             history=build_history(settings.memory),

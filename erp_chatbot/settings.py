@@ -102,11 +102,12 @@ class CacheSettings(Section):
 
 
 class BatchingSettings(Section):
-    """Request batching (defaults from the design)."""
+    """Request batching: concurrent generations share batched model calls."""
 
-    batch_size: int = 16
-    max_concurrency: int = 4
-    max_wait_ms: int = 10
+    enabled: bool = True
+    batch_size: int = Field(16, gt=0, description="prompts per model call")
+    max_concurrency: int = Field(4, gt=0, description="batches in flight at once")
+    max_wait_ms: int = Field(10, ge=0, description="how long a batch waits to fill")
 
 
 class ModelVersionSettings(Section):

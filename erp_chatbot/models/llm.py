@@ -11,7 +11,7 @@ from langchain_core.runnables import Runnable
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
 from erp_chatbot.devices import LLMPlacement
-from erp_chatbot.settings import LLMSettings, Settings
+from erp_chatbot.settings import BatchingSettings, LLMSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,13 @@ class LocalChatHuggingFace(ChatHuggingFace):
     _astream = BaseChatModel._astream
 
 
-def build_llm(model_path: Path, settings: LLMSettings, placement: LLMPlacement) -> BaseLanguageModel:
-    """Load ``model_path`` as placed by the device plan; chat-wrap it if it has a chat template."""
+def build_llm(
+    model_path: Path, settings: LLMSettings, placement: LLMPlacement, batching: BatchingSettings | None = None
+) -> BaseLanguageModel:
+    """Load ``model_path`` as placed by the device plan; chat-wrap it if it has a chat template.
+
+    With ``batching`` enabled, concurrent calls share batched ``generate`` calls.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
@@ -51,7 +56,19 @@ def build_llm(model_path: Path, settings: LLMSettings, placement: LLMPlacement) 
         return_full_text=False,
         **generation_kwargs(settings),
     )
-    llm = HuggingFacePipeline(pipeline=pipe, model_id=str(model_path))
+    if batching and batching.enabled:
+        from erp_chatbot.runtime.batching import BatchedHuggingFacePipeline
+
+        llm: HuggingFacePipeline = BatchedHuggingFacePipeline(
+            pipeline=pipe,
+            model_id=str(model_path),
+            generation=generation_kwargs(settings),
+            batch_size=batching.batch_size,
+            max_concurrency=batching.max_concurrency,
+            max_wait_ms=batching.max_wait_ms,
+        )
+    else:
+        llm = HuggingFacePipeline(pipeline=pipe, model_id=str(model_path))
     if getattr(tokenizer, "chat_template", None):
         return LocalChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=str(model_path))
     return llm

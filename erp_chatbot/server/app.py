@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -18,9 +22,21 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
 
     chatbot = chatbot or ERPChatbot.from_settings(settings)
     settings = chatbot.settings
+    workers = settings.batching.batch_size * settings.batching.max_concurrency + 8
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Generation runs in worker threads; asyncio's default pool (cores + 4) would cap how many
+        # requests can wait for a batch at once, and with it the batch size.
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="erp-request")
+        asyncio.get_running_loop().set_default_executor(executor)
+        yield
+        executor.shutdown(wait=False)
+
     app = FastAPI(
         title="erp-chatbot",
         description="Answers ERP questions from the company's documents, in Korean and English.",
+        lifespan=lifespan,
     )
     max_length = settings.memory.session_id_max_length
 

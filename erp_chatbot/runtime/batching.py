@@ -1,0 +1,222 @@
+"""Request batching: concurrent generations share ``model.generate`` calls.
+
+Requests that arrive within ``max_wait_ms`` of each other (up to ``batch_size``, with the same
+generation settings) are padded into one batch; at most ``max_concurrency`` batches run at once.
+Each request keeps its own stream of text, its own result and its own error: a batch that fails is
+retried one request at a time, so one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from langchain_huggingface import HuggingFacePipeline
+from pydantic import PrivateAttr
+
+logger = logging.getLogger(__name__)
+_DONE = object()
+
+
+@dataclass
+class _Request:
+    prompt: str
+    generation: dict[str, Any]
+    output: queue.Queue = field(default_factory=queue.Queue)
+
+    @property
+    def group(self) -> tuple:
+        return tuple(sorted((k, repr(v)) for k, v in self.generation.items()))
+
+
+class _RowStreamer:
+    """A transformers streamer that sends each row's new text to that row's request."""
+
+    def __init__(self, tokenizer: Any, requests: list[_Request]) -> None:
+        self.tokenizer, self.requests = tokenizer, requests
+        self.tokens: list[list[int]] = [[] for _ in requests]
+        self.sent = [0] * len(requests)
+        self.finished = [False] * len(requests)
+        self.prompt_seen = False
+        self.stop_ids = set(_as_list(getattr(tokenizer, "eos_token_id", None)))
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # the first call carries the prompts
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(len(self.requests), -1)[:, -1].tolist()):
+            if self.finished[row]:
+                continue
+            if token in self.stop_ids:
+                self.finished[row] = True
+                continue
+            self.tokens[row].append(token)
+            self._emit(row, final=False)
+
+    def end(self) -> None:
+        for row in range(len(self.requests)):
+            self._emit(row, final=True)
+
+    def _emit(self, row: int, final: bool) -> None:
+        text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):  # half of a multi-byte character: wait
+            return
+        if len(text) > self.sent[row]:
+            self.requests[row].output.put(text[self.sent[row] :])
+            self.sent[row] = len(text)
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class GenerationBatcher:
+    """Gathers prompts into batched ``model.generate`` calls, run on background threads."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, max_concurrency: int, max_wait_ms: int) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_wait = batch_size, max_wait_ms / 1000
+        self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._incoming: queue.Queue[_Request] = queue.Queue()
+        self._slots = threading.Semaphore(max_concurrency)
+        self.batch_sizes: list[int] = []
+        threading.Thread(target=self._dispatch, name="erp-batcher", daemon=True).start()
+
+    def submit(self, prompt: str, generation: dict[str, Any]) -> Iterator[str]:
+        """Queue one prompt; iterate its generated text as it arrives."""
+        request = _Request(prompt, generation)
+        self._incoming.put(request)
+        while (item := request.output.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _dispatch(self) -> None:
+        pending: list[_Request] = []  # arrived, but with other settings than the batch being filled
+        while True:
+            first = pending.pop(0) if pending else self._incoming.get()
+            batch = [first]
+            for request in list(pending):
+                if len(batch) < self.batch_size and request.group == first.group:
+                    batch.append(request)
+                    pending.remove(request)
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.batch_size:
+                try:
+                    request = self._incoming.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                (batch if request.group == first.group else pending).append(request)
+            self._slots.acquire()
+            threading.Thread(target=self._run, args=(batch,), daemon=True).start()
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            self.batch_sizes.append(len(batch))
+            self._generate(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].output.put(error)
+            else:
+                logger.warning("a batch of %d failed (%s); retrying its requests one by one", len(batch), error)
+                for request in batch:
+                    try:
+                        self._generate([request])
+                    except Exception as single_error:
+                        request.output.put(single_error)
+        finally:
+            for request in batch:
+                request.output.put(_DONE)
+            self._slots.release()
+
+    def _generate(self, batch: list[_Request]) -> None:
+        import torch
+
+        inputs = self.tokenizer([r.prompt for r in batch], return_tensors="pt", padding=True)
+        inputs = inputs.to(self.model.device)
+        streamer = _RowStreamer(self.tokenizer, batch)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs, streamer=streamer, pad_token_id=self.tokenizer.pad_token_id, **batch[0].generation
+            )
+        streamer.end()
+
+
+class BatchedHuggingFacePipeline(HuggingFacePipeline):
+    """``HuggingFacePipeline`` whose calls from many threads are batched by a ``GenerationBatcher``.
+
+    ``generation`` holds the default decoding settings; ``pipeline_kwargs`` passed at call time
+    (e.g. through ``bind``) override them for that call, and only equal settings share a batch.
+    """
+
+    generation: dict[str, Any]
+    max_concurrency: int = 1
+    max_wait_ms: int = 10
+    _batcher: GenerationBatcher = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        self._batcher = GenerationBatcher(
+            self.pipeline.model,
+            self.pipeline.tokenizer,
+            batch_size=self.batch_size,
+            max_concurrency=self.max_concurrency,
+            max_wait_ms=self.max_wait_ms,
+        )
+
+    @property
+    def batcher(self) -> GenerationBatcher:
+        return self._batcher
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        for text in self._batcher.submit(prompt, self._decoding(kwargs)):
+            chunk = GenerationChunk(text=text)
+            if run_manager:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        decoding = self._decoding(kwargs)
+        results: list[str | BaseException] = [""] * len(prompts)
+
+        def drain(index: int) -> None:
+            try:
+                results[index] = "".join(self._batcher.submit(prompts[index], decoding))
+            except Exception as error:
+                results[index] = error
+
+        threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(prompts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return LLMResult(generations=[[Generation(text=text)] for text in results])
+
+    def _decoding(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**self.generation, **kwargs.get("pipeline_kwargs", {})}
