@@ -118,6 +118,22 @@ def serve(
     uvicorn.run(create_app(settings=settings), host=bind_host, port=bind_port)
 
 
+@app.command()
+def quantize(
+    source: Annotated[Path, typer.Argument(help="HF model folder to quantize")],
+    target: Annotated[Path, typer.Argument(help="new folder for the 8-bit model")],
+    device: Annotated[str, typer.Option(help="cpu (dynamic int8) or gpu (bitsandbytes int8)")] = "cpu",
+    verbose: VerboseOption = False,
+) -> None:
+    """Write an 8-bit copy of a model; point llm.model_path at it to serve it."""
+    from erp_chatbot.models.quantize import ModelQuantizer
+
+    _setup_logging(verbose)
+    if device not in ("cpu", "gpu"):
+        raise typer.BadParameter("--device must be cpu or gpu")
+    typer.echo(f"quantized model written to {ModelQuantizer().quantize(source, target, device)}")
+
+
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:
     """With --demo, index the bundled sample knowledge (a no-op when it is up to date)."""
     if demo:

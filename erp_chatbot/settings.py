@@ -55,6 +55,9 @@ class LLMSettings(Section):
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.05, gt=0, description="above 1 also discourages copying context")
     load_in_8bit: bool = True
+    cpu_quantization: Literal["none", "dynamic-int8"] = Field(
+        "none", description="on CPU: dynamic int8 Linear layers (faster decoding)"
+    )
     torch_threads: int | None = Field(None, gt=0, description="CPU threads; unset = torch default")
 
 

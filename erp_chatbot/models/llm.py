@@ -11,6 +11,7 @@ from langchain_core.runnables import Runnable
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
 from erp_chatbot.devices import LLMPlacement
+from erp_chatbot.models.quantize import CPU_INT8, marked_quantization, quantize_dynamic_int8
 from erp_chatbot.settings import BatchingSettings, LLMSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def build_llm(
     model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, **_load_kwargs(placement))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if not placement.on_gpu and CPU_INT8 in (settings.cpu_quantization, marked_quantization(model_path)):
+        model = quantize_dynamic_int8(model)
     pipe = pipeline(
         "text-generation",
         model=model,
@@ -91,7 +94,7 @@ def model_version(model_path: Path, settings: LLMSettings) -> str:
         if file.is_file():
             stat = file.stat()
             digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    decoding = json.dumps(generation_kwargs(settings), sort_keys=True)
+    decoding = json.dumps({**generation_kwargs(settings), "cpu_quantization": settings.cpu_quantization}, sort_keys=True)
     return f"{model_path.name}@{digest.hexdigest()[:12]}|{decoding}"
 
 
