@@ -105,6 +105,7 @@ class ERPChatbot:
             embeddings=embeddings,
             k=settings.retrieval.k,
             score_threshold=settings.retrieval.score_threshold,
+            query_cache_size=settings.retrieval.query_cache_size,
         )
         rewriter = bounded(llm, settings.llm.rewrite_max_new_tokens)
         self._chain = build_rag_chain(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -132,6 +133,84 @@ def quantize(
     if device not in ("cpu", "gpu"):
         raise typer.BadParameter("--device must be cpu or gpu")
     typer.echo(f"quantized model written to {ModelQuantizer().quantize(source, target, device)}")
+
+
+models_app = typer.Typer(help="Model versions: list, import, activate, roll back, back up, restore, prune.")
+app.add_typer(models_app, name="models")
+
+
+def _registry(config: Path | None):
+    from erp_chatbot.models.registry import ModelRegistry
+
+    settings = load_settings(config, demo=False)
+    return ModelRegistry(settings.registry_dir, settings.backup_dir, settings.model_versions)
+
+
+def _echo_state(registry, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    state = registry.state()
+    if as_json:
+        typer.echo(json.dumps(asdict(state), indent=2, default=str))
+        return
+    for version in sorted(state.versions.values(), key=lambda v: v.created_at):
+        mark = "active" if version.id == state.active else "previous" if version.id == state.previous else ""
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(version.created_at))
+        typer.echo(f"{version.id:6} {mark:9} {created}  {version.kind:5} {version.source}  {version.note}")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the versions; the active and previous ones are marked."""
+    _echo_state(_registry(config), as_json)
+
+
+@models_app.command("import")
+def models_import(
+    source: Annotated[Path, typer.Argument(help="HF model folder or .gguf file")],
+    note: Annotated[str, typer.Option(help="what this version is")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add a version (not activated, unless it is the first)."""
+    registry = _registry(config)
+    version = (
+        registry.import_gguf(source, note) if source.suffix == ".gguf" else registry.import_folder(source, note=note)
+    )
+    typer.echo(f"imported {version.id} from {source}")
+
+
+@models_app.command("activate")
+def models_activate(version: str, config: ConfigOption = None) -> None:
+    """Make VERSION the active model."""
+    typer.echo(f"active: {_registry(config).activate(version).active}")
+
+
+@models_app.command("rollback")
+def models_rollback(config: ConfigOption = None) -> None:
+    """Switch back to the previous version."""
+    typer.echo(f"active: {_registry(config).rollback().active}")
+
+
+@models_app.command("backup")
+def models_backup(version: str, config: ConfigOption = None) -> None:
+    """Copy VERSION to the backup folder (verified by checksum)."""
+    typer.echo(f"backed up to {_registry(config).backup(version)}")
+
+
+@models_app.command("restore")
+def models_restore(version: str, config: ConfigOption = None) -> None:
+    """Bring a backup back as a version; a corrupted backup is refused."""
+    typer.echo(f"restored {_registry(config).restore(version).id}")
+
+
+@models_app.command("prune")
+def models_prune(config: ConfigOption = None) -> None:
+    """Remove the oldest versions beyond model_versions.max_versions."""
+    removed = _registry(config).prune()
+    typer.echo(f"removed: {', '.join(removed) or 'nothing'}")
 
 
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:

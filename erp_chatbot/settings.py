@@ -83,6 +83,7 @@ class KnowledgeSettings(Section):
 class RetrievalSettings(Section):
     k: int = Field(5, gt=0)
     score_threshold: float = Field(0.7, ge=-1, le=1, description="minimum cosine similarity")
+    query_cache_size: int = Field(1024, ge=0, description="recent query embeddings kept in memory")
 
 
 class MemorySettings(Section):
@@ -114,11 +115,13 @@ class BatchingSettings(Section):
 
 
 class ModelVersionSettings(Section):
-    """Model versions and backups (defaults from the design)."""
+    """Model versions and backups."""
 
-    max_versions: int = 3
-    keep_backups: int = 2
-    min_free_disk_gb: int = 500
+    registry_dir: Path | None = Field(None, description="versions and registry.json; unset = <home>/registry")
+    backup_dir: Path | None = Field(None, description="unset = <home>/backups")
+    max_versions: int = Field(3, ge=2, description="kept; the active and the previous are never removed")
+    keep_backups: int = Field(2, gt=0)
+    min_free_disk_gb: float = Field(500, ge=0, description="free space required before writing a version")
 
 
 class ServerSettings(Section):
@@ -153,6 +156,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def registry_dir(self) -> Path:
+        return (self.model_versions.registry_dir or self.home / "registry").expanduser()
+
+    @property
+    def backup_dir(self) -> Path:
+        return (self.model_versions.backup_dir or self.home / "backups").expanduser()
 
     @property
     def index_dir(self) -> Path:

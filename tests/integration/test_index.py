@@ -176,3 +176,30 @@ def test_changed_chunking_rebuilds_everything(tmp_path, embeddings):
     run_ingest(docs, tmp_path / "index", embeddings)
     report = run_ingest(docs, tmp_path / "index", embeddings, chunk_size=300)
     assert len(report.added) == 2 and index_store.read_manifest(tmp_path / "index").chunk_size == 300
+
+
+def test_repeated_queries_skip_the_encoder(sample_index, embeddings):
+    counting = CountingQueries(embeddings)
+    retriever = ERPRetriever(index=sample_index, embeddings=counting, query_cache_size=2)
+    first = retriever.invoke("How do I count stock?")
+    assert retriever.invoke("How do I count stock?") == first and counting.queries == 1
+    retriever.invoke("a")
+    retriever.invoke("b")  # evicts the oldest
+    retriever.invoke("How do I count stock?")
+    assert counting.queries == 4
+    uncached = ERPRetriever(index=sample_index, embeddings=counting, query_cache_size=0)
+    uncached.invoke("a")
+    uncached.invoke("a")
+    assert counting.queries == 6
+
+
+class CountingQueries(Embeddings):
+    def __init__(self, inner):
+        self.inner, self.queries = inner, 0
+
+    def embed_documents(self, texts):
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text):
+        self.queries += 1
+        return self.inner.embed_query(text)

@@ -39,5 +39,5 @@ def test_refusals_are_clear(tmp_path, tiny_lm_dir):
     ModelQuantizer().quantize(tiny_lm_dir, tmp_path / "once")
     with pytest.raises(FileExistsError):
         ModelQuantizer().quantize(tiny_lm_dir, tmp_path / "once")
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         ModelQuantizer().quantize(tmp_path, tmp_path / "x")
