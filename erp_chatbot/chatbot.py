@@ -7,6 +7,8 @@ print(bot.ask("How do I approve a vendor bill?").text)
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -15,10 +17,11 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig, RunnableLambda
 from pydantic import BaseModel, Field
 
 from erp_chatbot.chains.rag import build_rag_chain
+from erp_chatbot.devices import LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
@@ -93,10 +96,10 @@ class ERPChatbot:
         index: KnowledgeIndex,
         history: ChatHistoryStore,
         cache: AnswerCache | None = None,
+        model_dir: Path | None = None,
+        placement: LLMPlacement | None = None,
     ) -> None:
         self.settings = settings
-        self.cache = cache
-        self.llm = llm
         self.embeddings = embeddings
         self.index = index
         self.history = history
@@ -107,16 +110,24 @@ class ERPChatbot:
             score_threshold=settings.retrieval.score_threshold,
             query_cache_size=settings.retrieval.query_cache_size,
         )
-        rewriter = bounded(llm, settings.llm.rewrite_max_new_tokens)
-        self._chain = build_rag_chain(
+        self.model_dir, self._placement = model_dir, placement
+        self._registry_seen: float | None = None
+        self._reloading = threading.Lock()
+        self._install(llm, cache)
+
+    def _install(self, llm: BaseLanguageModel, cache: AnswerCache | None) -> None:
+        """Swap in a model: requests already running keep the chain they started with."""
+        rewriter = bounded(llm, self.settings.llm.rewrite_max_new_tokens)
+        chain = build_rag_chain(
             llm,
             self.retriever,
-            history,
-            settings.language_default,
+            self.history,
+            self.settings.language_default,
             rewriter,
             cache=cache,
             index_version=lambda: self.index.version,
         )
+        self.llm, self.cache, self._chain = llm, cache, chain
 
     # ------------------------------------------------------------------ construction
 
@@ -140,6 +151,8 @@ class ERPChatbot:
             index=index,
             history=build_history(settings.memory),
             cache=build_answer_cache(settings, model_version(model_dir, settings.llm)),
+            model_dir=model_dir,
+            placement=plan.llm,
         )
 
     @classmethod
@@ -156,24 +169,24 @@ class ERPChatbot:
     def ask(self, question: str, session_id: str | None = None) -> Answer:
         session_id = self._session(session_id)
         start = time.perf_counter()
-        output = self._chain.invoke(_input(question), self._config(session_id))
+        output = self._live().invoke(_input(question), self._config(session_id))
         return _answer(output, session_id, time.perf_counter() - start)
 
     async def aask(self, question: str, session_id: str | None = None) -> Answer:
         session_id = self._session(session_id)
         start = time.perf_counter()
-        output = await self._chain.ainvoke(_input(question), self._config(session_id))
+        output = await self._live().ainvoke(_input(question), self._config(session_id))
         return _answer(output, session_id, time.perf_counter() - start)
 
     def stream(self, question: str, session_id: str | None = None) -> Iterator[str]:
         """Answer text as it is generated (the turn is stored once the stream ends)."""
-        for chunk in self._chain.stream(_input(question), self._config(self._session(session_id))):
+        for chunk in self._live().stream(_input(question), self._config(self._session(session_id))):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
     async def astream(self, question: str, session_id: str | None = None) -> AsyncIterator[str]:
         config = self._config(self._session(session_id))
-        async for chunk in self._chain.astream(_input(question), config):
+        async for chunk in self._live().astream(_input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
@@ -183,19 +196,67 @@ class ERPChatbot:
         if len(ids) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(ids)} session ids")
         start = time.perf_counter()
-        outputs = self._chain.batch([_input(q) for q in questions], [self._config(s) for s in ids])
+        outputs = self._live().batch([_input(q) for q in questions], [self._config(s) for s in ids])
         elapsed = time.perf_counter() - start
         return [_answer(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
 
     def as_runnable(self) -> Runnable:
         """The chain for LCEL and LangServe: input ``Question``, session in the config."""
-        typed = self._chain.with_types(input_type=Question, output_type=ChainOutput)
-        return _SessionBound(bound=typed)
+        live = RunnableLambda(lambda _: self._live(), name="erp_chatbot")
+        return _SessionBound(bound=live.with_types(input_type=Question, output_type=ChainOutput))
+
+    # ------------------------------------------------------------------ model versions
+
+    def reload_model(self, model_dir: Path) -> None:
+        """Load ``model_dir`` and switch new requests to it once it is loaded."""
+        from erp_chatbot.models.llm import build_llm, model_version
+        from erp_chatbot.runtime.cache import AnswerCache
+
+        placement = self._placement or _cpu_placement()
+        llm = build_llm(model_dir, self.settings.llm, placement, self.settings.batching)
+        cache = AnswerCache(self.cache.backend, model_version(model_dir, self.settings.llm)) if self.cache else None
+        self._install(llm, cache)
+        self.model_dir = model_dir
+        logger.warning("now answering with the model in %s", model_dir)
+
+    def _live(self) -> Runnable:
+        """The current chain, after noticing (cheaply) whether the registry's active version moved."""
+        if self.settings.llm.model_path is None:
+            self._follow_registry()
+        return self._chain
+
+    def _follow_registry(self) -> None:
+        from erp_chatbot.models.registry import REGISTRY, active_version_path
+
+        try:
+            seen = (self.settings.registry_dir / REGISTRY).stat().st_mtime
+        except FileNotFoundError:
+            return
+        if seen == self._registry_seen or not self._reloading.acquire(blocking=False):
+            return
+        target = active_version_path(self.settings.registry_dir)
+        if target is None or target == self.model_dir:
+            self._registry_seen = seen
+            self._reloading.release()
+            return
+
+        def load() -> None:
+            try:
+                self.reload_model(target)
+                self._registry_seen = seen
+            except Exception:
+                logger.exception("could not load model version %s; still serving %s", target, self.model_dir)
+                self._registry_seen = seen
+            finally:
+                self._reloading.release()
+
+        threading.Thread(target=load, name="erp-model-reload", daemon=True).start()
 
     def health(self) -> dict[str, Any]:
         manifest = self.index.manifest
         return {
             "model": getattr(self.llm, "model_id", None) or type(self.llm).__name__,
+            "model_version": self.model_dir.name if self.model_dir else None,
             "index": {
                 "path": str(self.index.path),
                 "documents": manifest.document_count,
@@ -216,6 +277,13 @@ class ERPChatbot:
     @staticmethod
     def _config(session_id: str) -> RunnableConfig:
         return {"configurable": {"session_id": session_id}}
+
+
+logger = logging.getLogger(__name__)
+
+
+def _cpu_placement() -> LLMPlacement:
+    return LLMPlacement("cpu", None, False, "float32", on_gpu=False)
 
 
 def _input(question: str) -> dict[str, str]:

@@ -86,12 +86,16 @@ def sample_index(sample_index_dir: Path, embeddings):
 
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory) -> Path:
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-gpt2"), seed=0)
+
+
+def build_tiny_lm(path: Path, seed: int) -> Path:
     """A random 2-layer GPT-2 with a word-level tokenizer and a chat template, built locally."""
+    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    path = tmp_path_factory.mktemp("tiny-gpt2")
-    corpus = [p.read_text(encoding="utf-8") for p in SAMPLE_KNOWLEDGE.rglob("*.md")]
+    corpus = [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_KNOWLEDGE.rglob("*.md"))]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"], vocab_size=800))
@@ -109,9 +113,7 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
     )
-    import torch
-
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
     # no end-of-sequence token, so every generation runs to max_new_tokens and streams many chunks
     model.generation_config.eos_token_id = None

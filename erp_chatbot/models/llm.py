@@ -127,7 +127,10 @@ def _load_kwargs(placement: LLMPlacement) -> dict[str, Any]:
 
 
 def llm_path(settings: Settings) -> Path:
-    """The configured LLM folder, or the bundled demo model (converted on first use)."""
+    """``llm.model_path``; else the registry's active version; else the demo model."""
     from erp_chatbot.models.demo import demo_llm_path
+    from erp_chatbot.models.registry import active_version_path
 
-    return (settings.llm.model_path or demo_llm_path(settings.models_dir)).expanduser()
+    if settings.llm.model_path:
+        return settings.llm.model_path.expanduser()
+    return active_version_path(settings.registry_dir) or demo_llm_path(settings.models_dir)

@@ -225,6 +225,15 @@ class ModelRegistry:
         raise RegistryError(f"no model version {version_id!r}; see: erp-chatbot models list")
 
 
+def active_version_path(root: Path) -> Path | None:
+    """The active version's folder, read without touching anything (None when there is none)."""
+    path = root / REGISTRY
+    if not path.is_file():
+        return None
+    active = json.loads(path.read_text()).get("active")
+    return root / "versions" / active if active else None
+
+
 def _new_id(state: RegistryState) -> str:
     numbers = [int(v[1:]) for v in state.versions if v.startswith("v") and v[1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
