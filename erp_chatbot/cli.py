@@ -213,6 +213,33 @@ def models_prune(config: ConfigOption = None) -> None:
     typer.echo(f"removed: {', '.join(removed) or 'nothing'}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="JSONL of question/answer pairs")],
+    note: Annotated[str, typer.Option(help="what this version is")] = "",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Fine-tune the active model with LoRA and register the result (not activated)."""
+    from dataclasses import asdict
+
+    from erp_chatbot.training.lora import run_training
+
+    _setup_logging(verbose)
+    typer.echo("training (evaluating before and after on a held-out split)...", err=True)
+    report = run_training(load_settings(config, demo=False), data, note)
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2))
+        return
+    typer.echo(
+        f"registered {report.version} (inactive) from {report.base} on {report.device}: held-out loss "
+        f"{report.before['loss']:.3f} -> {report.after['loss']:.3f}, token accuracy "
+        f"{report.before['token_accuracy']:.2f} -> {report.after['token_accuracy']:.2f}; "
+        f"activate with: erp-chatbot models activate {report.version}"
+    )
+
+
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:
     """With --demo, index the bundled sample knowledge (a no-op when it is up to date)."""
     if demo:

@@ -124,6 +124,20 @@ class ModelVersionSettings(Section):
     min_free_disk_gb: float = Field(500, ge=0, description="free space required before writing a version")
 
 
+class TrainingSettings(Section):
+    """LoRA fine-tuning on question/answer pairs (runs on resources.training)."""
+
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(4, gt=0)
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="held out for before/after evaluation")
+    max_length: int = Field(1024, gt=0, description="tokens per example")
+    seed: int = 0
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
@@ -146,6 +160,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     batching: BatchingSettings = BatchingSettings()
     model_versions: ModelVersionSettings = ModelVersionSettings()
+    training: TrainingSettings = TrainingSettings()
     server: ServerSettings = ServerSettings()
 
     @field_validator("home")

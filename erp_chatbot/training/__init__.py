@@ -1,0 +1,1 @@
+"""Fine-tuning new model versions."""
