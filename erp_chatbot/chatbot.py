@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
 from erp_chatbot.models.llm import bounded
+from erp_chatbot.monitoring.metrics import ChatMetrics, MetricsCallbackHandler
 from erp_chatbot.retrievers.erp import ERPRetriever
 from erp_chatbot.runtime.cache import AnswerCache
 from erp_chatbot.settings import Settings
@@ -111,6 +112,10 @@ class ERPChatbot:
             query_cache_size=settings.retrieval.query_cache_size,
         )
         self.model_dir, self._placement = model_dir, placement
+        self.metrics = ChatMetrics()
+        self._metrics_handler = MetricsCallbackHandler(
+            self.metrics, lambda: self.model_dir.name if self.model_dir else "unknown", _token_counter(llm)
+        )
         self._registry_seen: float | None = None
         self._reloading = threading.Lock()
         self._install(llm, cache)
@@ -126,7 +131,8 @@ class ERPChatbot:
             rewriter,
             cache=cache,
             index_version=lambda: self.index.version,
-        )
+        ).with_config(callbacks=[self._metrics_handler])
+        self._metrics_handler.count_tokens = _token_counter(llm)
         self.llm, self.cache, self._chain = llm, cache, chain
 
     # ------------------------------------------------------------------ construction
@@ -280,6 +286,14 @@ class ERPChatbot:
 
 
 logger = logging.getLogger(__name__)
+
+
+def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
+    """Counts tokens with the model's own tokenizer (words, for models without one)."""
+    tokenizer = getattr(llm, "tokenizer", None) or getattr(getattr(llm, "pipeline", None), "tokenizer", None)
+    if tokenizer is None:
+        return lambda text: len(text.split())
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _cpu_placement() -> LLMPlacement:

@@ -40,6 +40,7 @@ from erp_chatbot.chains.prompts import (
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
 
+ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
 OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
 
 
@@ -111,7 +112,7 @@ def build_rag_chain(
         generate = (
             RunnableLambda(lambda x: {"question": x["standalone_question"], "context": x["context"]})
             | prompt
-            | llm
+            | llm.with_config(tags=[ANSWER_TAG])
             | StrOutputParser()
         )
         answering = RunnableLambda(lambda _: prompt_input) | RunnablePassthrough.assign(answer=generate).pick(

@@ -6,14 +6,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, Field
 
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import InvalidSessionId, validate_session_id
 from erp_chatbot.settings import Settings
+
+
+class Feedback(BaseModel):
+    run_id: str = Field(..., min_length=1, max_length=64, description="the answer's run id")
+    vote: Literal["up", "down"]
 
 
 def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = None) -> FastAPI:
@@ -67,6 +73,17 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             "config_schema",
         ],
     )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(chatbot.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/feedback", status_code=204)
+    def feedback(body: Feedback) -> None:
+        """Thumbs up or down on an answer (its run_id, as /erp/invoke returns in metadata)."""
+        chatbot.metrics.record_feedback(body.vote == "up")
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Metrics: a LangChain callback handler feeding Prometheus collectors, and NVML GPU gauges."""
