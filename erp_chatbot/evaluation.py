@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,17 @@ def dense_ndcg_at_k(embeddings: Embeddings, dataset: BeirSet, k: int = 10, batch
 def _jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def record_score(path: Path, name: str, value: float) -> None:
+    """Keep the latest score of an evaluation run where the server's /metrics picks it up."""
+    scores = read_scores(path)
+    scores[name] = {"value": value, "recorded_at": time.time()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(scores, indent=2))
+    os.replace(tmp, path)
+
+
+def read_scores(path: Path) -> dict[str, dict[str, float]]:
+    return json.loads(path.read_text()) if path.is_file() else {}

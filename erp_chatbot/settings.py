@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         return self.home / "models"
 
     @property
+    def evaluations_file(self) -> Path:
+        """Latest evaluation scores (written by `erp-chatbot eval`, read by /metrics)."""
+        return self.home / "evaluations.json"
+
+    @property
     def registry_dir(self) -> Path:
         return (self.model_versions.registry_dir or self.home / "registry").expanduser()
 

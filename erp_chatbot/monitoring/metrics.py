@@ -65,6 +65,11 @@ class ChatMetrics:
     def record_evaluation(self, name: str, score: float) -> None:
         self.accuracy.labels(source=name).set(score)
 
+    def load_evaluations(self, scores: dict[str, dict[str, float]]) -> None:
+        """Scores recorded by evaluation runs in other processes (``evaluation.record_score``)."""
+        for name, entry in scores.items():
+            self.record_evaluation(name, entry["value"])
+
     def record_feedback(self, helpful: bool) -> None:
         vote = "up" if helpful else "down"
         self.feedback.labels(vote=vote).inc()

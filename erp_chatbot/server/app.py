@@ -78,6 +78,9 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        from erp_chatbot.evaluation import read_scores
+
+        chatbot.metrics.load_evaluations(read_scores(settings.evaluations_file))
         return Response(generate_latest(chatbot.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/feedback", status_code=204)

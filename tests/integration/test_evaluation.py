@@ -1,0 +1,76 @@
+"""`erp-chatbot eval retrieval` on a BEIR set, scores recorded for /metrics; demo GGUF import."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+from prometheus_client import generate_latest
+
+from erp_chatbot.evaluation import read_scores
+from erp_chatbot.knowledge.loaders import iter_files, load_file
+from erp_chatbot.monitoring.gpu import GPUCollector
+from erp_chatbot.monitoring.metrics import ChatMetrics
+from tests.conftest import SAMPLE_KNOWLEDGE
+
+QUERIES = {
+    "q1": ("How do I approve a vendor bill?", "purchasing/vendor-bill-approval.en.md"),
+    "q2": ("재고 이동은 어디서 확인하나요?", "inventory/stock-moves.ko.md"),
+    "q3": ("How do I request annual leave?", "hr/leave-requests.en.md"),
+    "q4": ("경비 보고서는 언제까지 제출하나요?", "hr/expense-claims.ko.md"),
+}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from erp_chatbot.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_eval_retrieval_reports_and_records(tmp_path, e5_dir):
+    beir = tmp_path / "sample-beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = [d for f in iter_files(SAMPLE_KNOWLEDGE) for d in load_file(f, SAMPLE_KNOWLEDGE)]
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(
+            json.dumps(
+                {"_id": d.metadata["source"], "title": d.metadata["title"], "text": d.page_content}, ensure_ascii=False
+            )
+            for d in docs
+        )
+    )
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": text}, ensure_ascii=False) for q, (text, _) in QUERIES.items())
+    )
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{doc}\t1\n" for q, (_, doc) in QUERIES.items())
+    )
+    config = tmp_path / "erp.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "embeddings": {"model_path": str(e5_dir)}}))
+    result = cli("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["queries"] == 4 and report["documents"] == len(docs) and report["ndcg@10"] > 0.9
+    scores = read_scores(tmp_path / "home" / "evaluations.json")
+    assert scores["retrieval-ndcg10:sample-beir"]["value"] == report["ndcg@10"]
+    metrics = ChatMetrics(gpu=GPUCollector(nvml=None))
+    metrics.load_evaluations(scores)
+    assert b'erp_accuracy{source="retrieval-ndcg10:sample-beir"}' in generate_latest(metrics.registry)
+
+
+def test_eval_refuses_a_folder_that_is_not_beir(tmp_path):
+    result = cli("eval", "retrieval", "--dataset", str(tmp_path))
+    assert result.returncode == 1 and "not a BEIR folder" in result.stderr
+
+
+def test_demo_gguf_becomes_a_registered_version(tmp_path):
+    config = tmp_path / "erp.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "model_versions": {"min_free_disk_gb": 0}}))
+    result = cli("models", "import", "--demo", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(cli("models", "list", "--config", str(config), "--json").stdout)
+    assert listed["active"] == "v1" and listed["versions"]["v1"]["kind"] == "gguf"
+    assert (tmp_path / "home" / "registry" / "versions" / "v1" / "config.json").is_file()
