@@ -36,7 +36,9 @@ def timed(function: Callable[[], Any], repeat: int) -> list[float]:
 def serve(app: Any) -> tuple[str, Callable[[], None]]:
     """Run an ASGI app with uvicorn on a free loopback port; returns (url, stop)."""
     import uvicorn
+    from sse_starlette.sse import AppStatus
 
+    AppStatus.should_exit_event = None  # sse-starlette binds it to the first server's event loop
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -10,8 +10,7 @@ from erp_chatbot import ERPChatbot
 from erp_chatbot.models.registry import ModelRegistry
 from erp_chatbot.server.app import create_app
 from erp_chatbot.settings import ModelVersionSettings, Settings
-from tests.conftest import REDIS_URL, build_tiny_lm
-from tests.integration.test_server import free_port
+from tests.conftest import REDIS_URL, build_tiny_lm, running_server
 
 QUESTION = "How do I approve a vendor bill?"
 
@@ -32,18 +31,9 @@ def switchable(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir):
         cache={"enabled": True, "redis_prefix": f"test-switch:{time.time_ns()}:"},
     )
     bot = ERPChatbot.from_settings(settings)
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bot), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", registry, bot
+    with running_server(create_app(bot)) as url:
+        yield url, registry, bot
     bot.cache.backend.clear()
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def ask(url: str, n: int) -> httpx.Response:

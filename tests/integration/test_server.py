@@ -1,40 +1,20 @@
 """The LangServe app over real HTTP (uvicorn on loopback), tiny model, real e5, FAISS and Redis."""
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.server.app import create_app
-from tests.conftest import tiny_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import running_server, tiny_settings
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir):
     settings = tiny_settings(tmp_path_factory.mktemp("home"), tiny_lm_dir, e5_dir, sample_index_dir)
-    app = create_app(ERPChatbot.from_settings(settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the app did not start within 30 s"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_server(create_app(ERPChatbot.from_settings(settings))) as url:
+        yield url
 
 
 def body(question: str, session_id: str | None = None) -> dict:
