@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,28 +29,6 @@ def timed(function: Callable[[], Any], repeat: int) -> list[float]:
         function()
         samples.append(time.perf_counter() - start)
     return samples
-
-
-def serve(app: Any) -> tuple[str, Callable[[], None]]:
-    """Run an ASGI app with uvicorn on a free loopback port; returns (url, stop)."""
-    import uvicorn
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.should_exit_event = None  # sse-starlette binds it to the first server's event loop
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 def write(name: str, result: dict[str, Any]) -> Path:

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-from common import p50, serve, timed, write
+from common import p50, timed, write
 from fastapi import FastAPI
 
 from erp_chatbot import ERPChatbot, Settings
 from erp_chatbot.chains.prompts import answer_prompt, format_context
 from erp_chatbot.cli import sample_knowledge_dir
 from erp_chatbot.knowledge.ingest import ingest
+from erp_chatbot.server.background import running_server
 
 QUESTIONS = [
     "How do I approve a vendor bill?",
@@ -70,19 +71,15 @@ def invoke(url: str, question: str, client: httpx.Client) -> dict:
 
 
 def cache_over_http(bot: ERPChatbot) -> dict:
-    url, stop = serve(_app(bot))
-    with httpx.Client() as client:
+    with running_server(_app(bot)) as url, httpx.Client() as client:
         miss = timed(lambda: invoke(url, QUESTIONS[0], client), 1)[0]
         hit_json = invoke(url, QUESTIONS[0], client)
         assert hit_json["output"]["cached"], "the second ask was not a cache hit"
         hits = timed(lambda: invoke(url, QUESTIONS[0], client), 200)
-    stop()
     bare = FastAPI()
     bare.post("/erp/invoke")(lambda: hit_json)
-    bare_url, bare_stop = serve(bare)
-    with httpx.Client() as client:
+    with running_server(bare) as bare_url, httpx.Client() as client:
         bare_times = timed(lambda: client.post(f"{bare_url}/erp/invoke", json={}).json(), 200)
-    bare_stop()
     return {
         "hit_p50_ms": p50(hits) * 1000,
         "bare_fastapi_p50_ms": p50(bare_times) * 1000,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,19 +62,24 @@ def embeddings(e5_dir: Path):
 
 @pytest.fixture(scope="session")
 def sample_index_dir(tmp_path_factory, embeddings) -> Path:
+    index_dir = tmp_path_factory.mktemp("sample-index")
+    ingest_folder(SAMPLE_KNOWLEDGE, index_dir, embeddings)
+    return index_dir
+
+
+def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 800):
+    """Ingest with the default chunking and the demo embedding model's name, quietly."""
     from erp_chatbot.knowledge.ingest import ingest
 
-    index_dir = tmp_path_factory.mktemp("sample-index")
-    ingest(
-        SAMPLE_KNOWLEDGE,
+    return ingest(
+        source,
         index_dir,
         embeddings,
         embedding_model="multilingual-e5-small",
-        chunk_size=800,
+        chunk_size=chunk_size,
         chunk_overlap=100,
         progress=False,
     )
-    return index_dir
 
 
 @pytest.fixture(scope="session")
@@ -137,33 +140,3 @@ def tiny_settings(tmp_path: Path, tiny_lm_dir: Path, e5_dir: Path, index_dir: Pa
     for key, value in overrides.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return Settings(**base)
-
-
-@contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-    from sse_starlette.sse import AppStatus
-
-    # sse-starlette (<2, pinned by LangServe) keeps one asyncio.Event per process, bound to the first
-    # event loop that streamed; each test server runs its own loop, so start every one afresh.
-    AppStatus.should_exit_event = None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the app did not start within 30 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

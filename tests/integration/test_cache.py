@@ -11,7 +11,7 @@ from langchain_core.outputs import Generation
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.runtime.cache import AnswerCache, LRUResponseCache, RedisResponseCache, normalise_question
-from tests.conftest import SAMPLE_KNOWLEDGE, tiny_settings
+from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder, tiny_settings
 
 
 def gen(text: str) -> list[Generation]:
@@ -123,22 +123,12 @@ def test_declined_answers_are_not_cached(tmp_path, tiny_lm_dir, e5_dir, sample_i
 
 
 def test_changed_model_settings_or_index_never_get_old_answers(tmp_path, tiny_lm_dir, e5_dir, embeddings, cache_prefix):
-    from erp_chatbot.knowledge.ingest import ingest
-
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)
     index_dir = tmp_path / "index"
 
     def reindex():
-        ingest(
-            docs,
-            index_dir,
-            embeddings,
-            embedding_model="multilingual-e5-small",
-            chunk_size=800,
-            chunk_overlap=100,
-            progress=False,
-        )
+        ingest_folder(docs, index_dir, embeddings)
 
     reindex()
     question = "How do I issue a credit note?"

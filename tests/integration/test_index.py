@@ -10,22 +10,12 @@ from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndexError, cosine_from_distance
-from erp_chatbot.knowledge.ingest import ingest
 from erp_chatbot.retrievers.erp import ERPRetriever
-from tests.conftest import SAMPLE_KNOWLEDGE
+from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder
 
 
 def run_ingest(source: Path, index_dir: Path, embeddings, **kw):
-    return ingest(
-        source,
-        index_dir,
-        embeddings,
-        embedding_model="multilingual-e5-small",
-        chunk_size=kw.pop("chunk_size", 800),
-        chunk_overlap=100,
-        progress=False,
-        **kw,
-    )
+    return ingest_folder(source, index_dir, embeddings, **kw)
 
 
 def test_scores_are_the_true_cosine(sample_index, embeddings):

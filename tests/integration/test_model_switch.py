@@ -9,8 +9,9 @@ import pytest
 from erp_chatbot import ERPChatbot
 from erp_chatbot.models.registry import ModelRegistry
 from erp_chatbot.server.app import create_app
+from erp_chatbot.server.background import running_server
 from erp_chatbot.settings import ModelVersionSettings, Settings
-from tests.conftest import REDIS_URL, build_tiny_lm, running_server
+from tests.conftest import REDIS_URL, build_tiny_lm
 
 QUESTION = "How do I approve a vendor bill?"
 

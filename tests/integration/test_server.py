@@ -7,7 +7,8 @@ import pytest
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.server.app import create_app
-from tests.conftest import running_server, tiny_settings
+from erp_chatbot.server.background import running_server
+from tests.conftest import tiny_settings
 
 
 @pytest.fixture(scope="module")
