@@ -148,7 +148,7 @@ class ERPChatbot:
         settings = settings or Settings(**overrides)
         plan = plan_devices(settings, detect_gpus())
         embeddings = load_embeddings(settings, plan.embeddings_device)
-        index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu)
+        index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu, settings.knowledge.signing_secret)
         model_dir = llm_path(settings)
         return cls(
             settings=settings,

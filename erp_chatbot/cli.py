@@ -309,6 +309,7 @@ def _run_ingest(settings: Settings, folder: Path, index_dir: Path, progress: boo
         chunk_overlap=settings.knowledge.chunk_overlap,
         batch_size=settings.embeddings.batch_size,
         progress=progress,
+        signing_key=settings.knowledge.signing_secret,
     )
 
 

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,13 @@ class KnowledgeSettings(Section):
     index_dir: Path | None = Field(None, description="FAISS index folder; unset = <home>/index")
     chunk_size: int = Field(800, gt=50, description="characters per chunk")
     chunk_overlap: int = Field(100, ge=0)
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC key: manifests are signed, and unsigned ones refused before unpickling"
+    )
+
+    @property
+    def signing_secret(self) -> str | None:
+        return self.signing_key.get_secret_value() if self.signing_key else None
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> KnowledgeSettings:

@@ -67,7 +67,7 @@ def sample_index_dir(tmp_path_factory, embeddings) -> Path:
     return index_dir
 
 
-def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 800):
+def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 800, signing_key: str | None = None):
     """Ingest with the default chunking and the demo embedding model's name, quietly."""
     from erp_chatbot.knowledge.ingest import ingest
 
@@ -79,6 +79,7 @@ def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 8
         chunk_size=chunk_size,
         chunk_overlap=100,
         progress=False,
+        signing_key=signing_key,
     )
 
 

@@ -13,6 +13,7 @@ against it before anything is unpickled.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -73,6 +74,14 @@ class Manifest:
     checksums: dict[str, str] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
+    signature: str = ""
+
+    def signed(self, key: str) -> str:
+        """HMAC-SHA256 of the manifest (signature left out) under the deployment's key."""
+        data = asdict(self)
+        data.pop("signature")
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+        return hmac.new(key.encode(), canonical, hashlib.sha256).hexdigest()
 
     @property
     def document_count(self) -> int:
@@ -155,11 +164,21 @@ def read_manifest(index_dir: Path) -> Manifest:
     return Manifest.from_json(path.read_text(encoding="utf-8"))
 
 
-def load(index_dir: Path, embeddings: Embeddings, faiss_gpu: int | None = None) -> KnowledgeIndex:
-    """Verify the files against the manifest, then load them with the recorded strategy."""
+def load(
+    index_dir: Path, embeddings: Embeddings, faiss_gpu: int | None = None, signing_key: str | None = None
+) -> KnowledgeIndex:
+    """Verify the manifest's signature (when a key is set) and the files' checksums, then load.
+
+    ``load_local`` unpickles ``index.pkl``; nothing is unpickled before these checks pass.
+    """
     FAISS, DistanceStrategy, _ = _langchain_faiss()
 
     manifest = read_manifest(index_dir)
+    if signing_key and not hmac.compare_digest(manifest.signature, manifest.signed(signing_key)):
+        raise KnowledgeIndexError(
+            f"the manifest of {index_dir} is not signed with this deployment's key (knowledge.signing_key); "
+            "it was not written by this erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"
+        )
     folder = current_path(index_dir).resolve()
     for name in INDEX_FILES:
         expected = manifest.checksums.get(name)
@@ -179,7 +198,7 @@ def load(index_dir: Path, embeddings: Embeddings, faiss_gpu: int | None = None) 
     return KnowledgeIndex(store=store, manifest=manifest, path=folder)
 
 
-def save(index_dir: Path, store: FAISS, manifest: Manifest) -> Path:
+def save(index_dir: Path, store: FAISS, manifest: Manifest, signing_key: str | None = None) -> Path:
     """Write a new generation and switch ``current`` to it in one atomic rename."""
     generations = index_dir / "generations"
     generations.mkdir(parents=True, exist_ok=True)
@@ -187,6 +206,7 @@ def save(index_dir: Path, store: FAISS, manifest: Manifest) -> Path:
     staging = generations / f".{target.name}.tmp"
     store.save_local(str(staging))
     manifest.checksums = {name: sha256_file(staging / name) for name in INDEX_FILES}
+    manifest.signature = manifest.signed(signing_key) if signing_key else ""
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     _fsync_dir(staging)
     staging.rename(target)

@@ -48,11 +48,12 @@ def ingest(
     chunk_overlap: int,
     batch_size: int = 32,
     progress: bool = True,
+    signing_key: str | None = None,
 ) -> IngestReport:
     """Bring the index at ``index_dir`` in line with the documents under ``source_dir``."""
     files = {path.relative_to(source_dir).as_posix(): path for path in iter_files(source_dir)}
     hashes = {name: index_store.sha256_file(path) for name, path in files.items()}
-    previous = _previous(index_dir, embeddings, embedding_model, chunk_size, chunk_overlap)
+    previous = _previous(index_dir, embeddings, embedding_model, chunk_size, chunk_overlap, signing_key)
     old_files = previous.manifest.files if previous else {}
 
     added = sorted(name for name in hashes if name not in old_files)
@@ -91,7 +92,7 @@ def ingest(
     for name in [*added, *updated]:
         ids = [c.metadata["chunk_id"] for c in chunks if c.metadata["source"] == name]
         manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids)
-    generation = index_store.save(index_dir, store, manifest)
+    generation = index_store.save(index_dir, store, manifest, signing_key)
     return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
 
 
@@ -106,7 +107,12 @@ def embed_in_batches(embeddings: Embeddings, texts: list[str], batch_size: int, 
 
 
 def _previous(
-    index_dir: Path, embeddings: Embeddings, embedding_model: str, chunk_size: int, chunk_overlap: int
+    index_dir: Path,
+    embeddings: Embeddings,
+    embedding_model: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    signing_key: str | None,
 ) -> index_store.KnowledgeIndex | None:
     """The live index, or None when there is none or it was built with other settings."""
     if not index_store.exists(index_dir):
@@ -120,7 +126,7 @@ def _previous(
     if not same:
         logger.warning("embedding model or chunking changed since the last ingest: rebuilding the index")
         return None
-    return index_store.load(index_dir, embeddings)
+    return index_store.load(index_dir, embeddings, signing_key=signing_key)
 
 
 def _probe(embeddings: Embeddings) -> int:

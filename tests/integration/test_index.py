@@ -193,3 +193,55 @@ class CountingQueries(Embeddings):
     def embed_query(self, text):
         self.queries += 1
         return self.inner.embed_query(text)
+
+
+class _WritesAFile:
+    """Unpickling this writes a file: what a hostile index.pkl could do."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (self.target, "unpickled"))
+
+
+def _plant_hostile_pickle(index_dir: Path, marker: Path, fix_checksums: bool) -> None:
+    import pickle
+
+    folder = index_store.current_path(index_dir).resolve()
+    (folder / "index.pkl").write_bytes(pickle.dumps(_WritesAFile(marker)))
+    if fix_checksums:  # an attacker can recompute checksums, but not the HMAC
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["checksums"]["index.pkl"] = index_store.sha256_file(folder / "index.pkl")
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_hostile_pickle_is_never_unpickled(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)
+    marker = tmp_path / "pwned.txt"
+
+    plain = tmp_path / "plain"
+    run_ingest(docs, plain, embeddings)
+    _plant_hostile_pickle(plain, marker, fix_checksums=False)
+    with pytest.raises(KnowledgeIndexError, match="does not match its manifest checksum"):
+        index_store.load(plain, embeddings)
+    assert not marker.exists()
+
+    signed = tmp_path / "signed"
+    run_ingest(docs, signed, embeddings, signing_key="deployment-secret")
+    assert index_store.load(signed, embeddings, signing_key="deployment-secret").store.index.ntotal > 0
+    with pytest.raises(KnowledgeIndexError, match="not signed with this deployment's key"):
+        index_store.load(signed, embeddings, signing_key="another-key")
+    _plant_hostile_pickle(signed, marker, fix_checksums=True)
+    with pytest.raises(KnowledgeIndexError, match="not signed with this deployment's key"):
+        index_store.load(signed, embeddings, signing_key="deployment-secret")
+    assert not marker.exists()
+
+
+def test_an_unsigned_index_is_refused_when_a_key_is_set(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs)
+    run_ingest(docs, tmp_path / "index", embeddings)
+    with pytest.raises(KnowledgeIndexError, match=r"knowledge\.signing_key"):
+        index_store.load(tmp_path / "index", embeddings, signing_key="deployment-secret")

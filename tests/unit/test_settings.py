@@ -62,3 +62,11 @@ def test_paths_derive_from_home(tmp_path: Path):
     assert s.models_dir == tmp_path / "models"
     assert s.index_dir == tmp_path / "index"
     assert Settings(home=tmp_path, knowledge={"index_dir": tmp_path / "x"}).index_dir == tmp_path / "x"
+
+
+def test_signing_key_is_a_secret(monkeypatch):
+    monkeypatch.setenv("ERP_KNOWLEDGE__SIGNING_KEY", "s3cret")
+    settings = Settings()
+    assert settings.knowledge.signing_secret == "s3cret"
+    assert "s3cret" not in repr(settings) and "s3cret" not in settings.model_dump_json()
+    assert Settings(knowledge={"signing_key": None}).knowledge.signing_secret is None
