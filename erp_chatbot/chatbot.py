@@ -113,9 +113,7 @@ class ERPChatbot:
         )
         self.model_dir, self._placement = model_dir, placement
         self.metrics = ChatMetrics()
-        self._metrics_handler = MetricsCallbackHandler(
-            self.metrics, lambda: self.model_dir.name if self.model_dir else "unknown", _token_counter(llm)
-        )
+        self._metrics_handler = MetricsCallbackHandler(self.metrics, lambda: self.model_version or "unknown")
         self._registry_seen: float | None = None
         self._reloading = threading.Lock()
         self._install(llm, cache)
@@ -225,6 +223,11 @@ class ERPChatbot:
         self.model_dir = model_dir
         logger.warning("now answering with the model in %s", model_dir)
 
+    @property
+    def model_version(self) -> str | None:
+        """The serving model's folder name (a registry version id when it comes from the registry)."""
+        return self.model_dir.name if self.model_dir else None
+
     def _live(self) -> Runnable:
         """The current chain, after noticing (cheaply) whether the registry's active version moved."""
         if self.settings.llm.model_path is None:
@@ -249,11 +252,10 @@ class ERPChatbot:
         def load() -> None:
             try:
                 self.reload_model(target)
-                self._registry_seen = seen
             except Exception:
                 logger.exception("could not load model version %s; still serving %s", target, self.model_dir)
-                self._registry_seen = seen
             finally:
+                self._registry_seen = seen  # a version that failed to load is not retried on every request
                 self._reloading.release()
 
         threading.Thread(target=load, name="erp-model-reload", daemon=True).start()
@@ -262,7 +264,7 @@ class ERPChatbot:
         manifest = self.index.manifest
         return {
             "model": getattr(self.llm, "model_id", None) or type(self.llm).__name__,
-            "model_version": self.model_dir.name if self.model_dir else None,
+            "model_version": self.model_version,
             "index": {
                 "path": str(self.index.path),
                 "documents": manifest.document_count,

@@ -77,6 +77,7 @@ def build_rag_chain(
     index version (``index_version()``), model and prompt is returned without calling the LLM.
     """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
+    prompt_ids = {language: repr(answer_prompt(language)) for language in NOT_COVERED}  # part of cache keys
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
         return history.messages(session_id_from(config))
@@ -121,7 +122,7 @@ def build_rag_chain(
         if cache is None:
             return answering
         chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in found["documents"]]
-        key = cache.key(base["standalone_question"], chunk_ids, index_version(), repr(prompt))
+        key = cache.key(base["standalone_question"], chunk_ids, index_version(), prompt_ids[language])
         cached = cache.get(key)
         if cached is not None:
             return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached})

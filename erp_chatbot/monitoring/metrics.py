@@ -81,10 +81,9 @@ class ChatMetrics:
 class MetricsCallbackHandler(BaseCallbackHandler):
     """Fills ``ChatMetrics`` from one chain's callbacks; thread-safe, keeps nothing after a run."""
 
-    def __init__(
-        self, metrics: ChatMetrics, model_version: Callable[[], str], count_tokens: Callable[[str], int]
-    ) -> None:
-        self.metrics, self.model_version, self.count_tokens = metrics, model_version, count_tokens
+    def __init__(self, metrics: ChatMetrics, model_version: Callable[[], str]) -> None:
+        self.metrics, self.model_version = metrics, model_version
+        self.count_tokens: Callable[[str], int] = lambda text: len(text.split())  # the chatbot sets the model's
         self._roots: dict[UUID, float] = {}
         self._seen: set[UUID] = set()
         self._llm: dict[UUID, dict[str, Any]] = {}
