@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig, RunnableLambda
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, create_model
 
 from erp_chatbot.chains.rag import build_rag_chain
 from erp_chatbot.devices import LLMPlacement
@@ -32,10 +33,41 @@ from erp_chatbot.runtime.cache import AnswerCache
 from erp_chatbot.settings import Settings
 
 
+class InvalidQuestion(ValueError):
+    """The question is empty, too long, or holds control characters; the message says which."""
+
+
+def check_question(text: str, max_chars: int | None = None) -> str:
+    """The question, stripped; refused when it is empty, too long or holds control characters."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidQuestion("question is empty: ask something, e.g. 'How do I approve a vendor bill?'")
+    text = text.strip()
+    if max_chars is not None and len(text) > max_chars:
+        raise InvalidQuestion(f"question is {len(text)} characters long; the limit is {max_chars}")
+    bad = next((c for c in text if c not in "\n\t\r" and unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise InvalidQuestion(f"question contains the control character U+{ord(bad):04X}; send plain text")
+    return text
+
+
 class Question(BaseModel):
     """What the chain takes."""
 
-    question: str = Field(..., min_length=1, description="the user's question, in Korean or English")
+    question: Annotated[str, AfterValidator(check_question)] = Field(
+        ..., description="the user's question, in Korean or English"
+    )
+
+
+def question_type(max_chars: int) -> type[Question]:
+    """``Question`` with the deployment's length limit, so LangServe refuses longer ones with 422."""
+    return create_model(
+        "Question",
+        __base__=Question,
+        question=(
+            Annotated[str, AfterValidator(check_question)],
+            Field(..., max_length=max_chars, description="the user's question, in Korean or English"),
+        ),
+    )
 
 
 class Source(BaseModel):
@@ -110,6 +142,7 @@ class ERPChatbot:
             k=settings.retrieval.k,
             score_threshold=settings.retrieval.score_threshold,
             query_cache_size=settings.retrieval.query_cache_size,
+            default_roles=settings.access.default_roles,
         )
         self.model_dir, self._placement = model_dir, placement
         self.metrics = ChatMetrics()
@@ -170,44 +203,56 @@ class ERPChatbot:
     def new_session_id() -> str:
         return uuid.uuid4().hex
 
-    def ask(self, question: str, session_id: str | None = None) -> Answer:
+    # ``roles``: the caller's roles; only documents they may read are retrieved
+    # (``access.default_roles`` when None).
+
+    def ask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         session_id = self._session(session_id)
         start = time.perf_counter()
-        output = self._live().invoke(_input(question), self._config(session_id))
+        output = self._live().invoke(self._input(question), self._config(session_id, roles))
         return _answer(output, session_id, time.perf_counter() - start)
 
-    async def aask(self, question: str, session_id: str | None = None) -> Answer:
+    async def aask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         session_id = self._session(session_id)
         start = time.perf_counter()
-        output = await self._live().ainvoke(_input(question), self._config(session_id))
+        output = await self._live().ainvoke(self._input(question), self._config(session_id, roles))
         return _answer(output, session_id, time.perf_counter() - start)
 
-    def stream(self, question: str, session_id: str | None = None) -> Iterator[str]:
+    def stream(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Iterator[str]:
         """Answer text as it is generated (the turn is stored once the stream ends)."""
-        for chunk in self._live().stream(_input(question), self._config(self._session(session_id))):
+        config = self._config(self._session(session_id), roles)
+        for chunk in self._live().stream(self._input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
-    async def astream(self, question: str, session_id: str | None = None) -> AsyncIterator[str]:
-        config = self._config(self._session(session_id))
-        async for chunk in self._live().astream(_input(question), config):
+    async def astream(
+        self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None
+    ) -> AsyncIterator[str]:
+        config = self._config(self._session(session_id), roles)
+        async for chunk in self._live().astream(self._input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
-    def batch(self, questions: Sequence[str], session_ids: Sequence[str] | None = None) -> list[Answer]:
+    def batch(
+        self,
+        questions: Sequence[str],
+        session_ids: Sequence[str] | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> list[Answer]:
         """Answer many questions; each gets its own new session unless ids are given."""
         ids = [self._session(s) for s in session_ids] if session_ids else [self.new_session_id() for _ in questions]
         if len(ids) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(ids)} session ids")
         start = time.perf_counter()
-        outputs = self._live().batch([_input(q) for q in questions], [self._config(s) for s in ids])
+        outputs = self._live().batch([self._input(q) for q in questions], [self._config(s, roles) for s in ids])
         elapsed = time.perf_counter() - start
         return [_answer(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
 
     def as_runnable(self) -> Runnable:
-        """The chain for LCEL and LangServe: input ``Question``, session in the config."""
+        """The chain for LCEL and LangServe: input ``Question``, session (and roles) in the config."""
         live = RunnableLambda(lambda _: self._live(), name="erp_chatbot")
-        return _SessionBound(bound=live.with_types(input_type=Question, output_type=ChainOutput))
+        question = question_type(self.settings.server.max_question_chars)
+        return _SessionBound(bound=live.with_types(input_type=question, output_type=ChainOutput))
 
     # ------------------------------------------------------------------ model versions
 
@@ -282,9 +327,14 @@ class ERPChatbot:
             return self.new_session_id()
         return validate_session_id(session_id, self.settings.memory.session_id_max_length)
 
-    @staticmethod
-    def _config(session_id: str) -> RunnableConfig:
-        return {"configurable": {"session_id": session_id}}
+    def _config(self, session_id: str, roles: Sequence[str] | None) -> RunnableConfig:
+        if isinstance(roles, str):
+            raise TypeError(f"roles must be a list of role names, e.g. [{roles!r}], not a string")
+        roles = self.settings.access.default_roles if roles is None else roles
+        return {"configurable": {"session_id": session_id, "roles": list(roles)}}
+
+    def _input(self, question: str) -> dict[str, str]:
+        return {"question": check_question(question, self.settings.server.max_question_chars)}
 
 
 logger = logging.getLogger(__name__)
@@ -300,12 +350,6 @@ def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
 
 def _cpu_placement() -> LLMPlacement:
     return LLMPlacement("cpu", None, False, "float32", on_gpu=False)
-
-
-def _input(question: str) -> dict[str, str]:
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("question is empty: ask something, e.g. 'How do I approve a vendor bill?'")
-    return {"question": question.strip()}
 
 
 def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:

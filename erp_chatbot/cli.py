@@ -76,6 +76,9 @@ def ingest(
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in Korean or English")],
     session: Annotated[str | None, typer.Option(help="session id, to continue a conversation")] = None,
+    roles: Annotated[
+        str | None, typer.Option(help="comma-separated roles to answer as (default: access.default_roles)")
+    ] = None,
     config: ConfigOption = None,
     demo: DemoOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="the whole answer object as JSON")] = False,
@@ -87,7 +90,7 @@ def ask(
     _setup_logging(verbose)
     settings = load_settings(config, demo)
     _ensure_demo_index(settings, demo)
-    answer = ERPChatbot.from_settings(settings).ask(question, session_id=session)
+    answer = ERPChatbot.from_settings(settings).ask(question, session_id=session, roles=_split(roles))
     if as_json:
         typer.echo(answer.model_dump_json(indent=2))
         return
@@ -113,10 +116,55 @@ def serve(
     settings = load_settings(config, demo)
     _ensure_demo_index(settings, demo)
     bind_host, bind_port = host or settings.server.host, port or settings.server.port
+    server = settings.server.model_copy(update={"host": bind_host, "port": bind_port})
+    settings = settings.model_copy(update={"server": server})
     typer.echo(
         f"loading models; the playground will be at http://{bind_host}:{bind_port}{settings.server.path}/playground/"
     )
     uvicorn.run(create_app(settings=settings), host=bind_host, port=bind_port)
+
+
+keys_app = typer.Typer(help="API keys for the server: add, list, revoke (stored hashed in access.api_keys_file).")
+app.add_typer(keys_app, name="keys")
+
+
+def _keys(config: Path | None):
+    from erp_chatbot.server.auth import APIKeys
+
+    settings = load_settings(config, demo=False)
+    if settings.access.api_keys_file is None:
+        raise typer.BadParameter("set access.api_keys_file (ERP_ACCESS__API_KEYS_FILE) to the keys file to use")
+    return APIKeys(settings.access.api_keys_file)
+
+
+@keys_app.command("add")
+def keys_add(
+    user: Annotated[str, typer.Option(help="who the key is for")],
+    roles: Annotated[str, typer.Option(help="comma-separated roles, e.g. finance,hr")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create a key for USER; it is printed once and only its hash is stored."""
+    typer.echo(_keys(config).add(user, _split(roles) or []))
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The users that hold keys, with their roles."""
+    users = [{"user": i.user, "roles": list(i.roles)} for i in _keys(config).users()]
+    if as_json:
+        typer.echo(json.dumps(users, ensure_ascii=False))
+    for entry in [] if as_json else users:
+        typer.echo(f"{entry['user']}: {', '.join(entry['roles']) or '(public documents only)'}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(user: Annotated[str, typer.Option(help="whose keys to remove")], config: ConfigOption = None) -> None:
+    """Remove every key of USER."""
+    typer.echo(f"{_keys(config).revoke(user)} key(s) removed")
+
+
+def _split(roles: str | None) -> list[str] | None:
+    return None if roles is None else [r.strip() for r in roles.split(",") if r.strip()]
 
 
 @app.command()

@@ -96,6 +96,7 @@ class RetrievalSettings(Section):
 class MemorySettings(Section):
     redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="unset = in-process")
     key_prefix: str = "context:"
+    owner_prefix: str = Field("session-owner:", description="Redis key prefix recording who owns a session")
     ttl_seconds: int = Field(1800, gt=0, description="sliding: refreshed on every read and write")
     window_turns: int = Field(10, gt=0)
     socket_timeout_seconds: float = Field(2.0, gt=0)
@@ -145,10 +146,31 @@ class TrainingSettings(Section):
     seed: int = 0
 
 
+class AccessSettings(Section):
+    """Who may read what: documents carry ``roles``; callers carry roles too.
+
+    A chunk without roles is public. A caller reads a chunk when they share one of its roles;
+    the role ``*`` reads everything.
+    """
+
+    default_roles: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="roles of library callers that pass none, and of the keyless loopback server",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="hashed API keys (erp-chatbot keys add); set = every request needs a key"
+    )
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     path: str = "/erp"
+    max_question_chars: int = Field(2000, gt=0, description="longer questions are refused with 422")
+    max_body_bytes: int = Field(256 * 1024, gt=0, description="larger request bodies are refused with 413")
+    request_timeout_seconds: float = Field(
+        300.0, gt=0, description="a request that has not started its response by then gets 504"
+    )
 
 
 class Settings(BaseSettings):
@@ -168,6 +190,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     model_versions: ModelVersionSettings = ModelVersionSettings()
     training: TrainingSettings = TrainingSettings()
+    access: AccessSettings = AccessSettings()
     server: ServerSettings = ServerSettings()
 
     @field_validator("home")

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e ".[demo,dev]"
 
+# The fault tests start, freeze and kill a redis-server of their own, so the binary is needed too.
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  if ! command -v redis-server >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-  fi
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --maxmemory-policy allkeys-lru
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done

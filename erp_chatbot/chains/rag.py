@@ -1,6 +1,7 @@
 """condense -> retrieve -> answer (or decline) -> record the turn, in plain LCEL.
 
-Input ``{"question": str}``; the session comes from ``config["configurable"]["session_id"]``.
+Input ``{"question": str}``; the session comes from ``config["configurable"]["session_id"]`` and
+the caller's roles, which limit what retrieval may return, from ``config["configurable"]["roles"]``.
 Output (streamed as dict chunks, the ``answer`` token by token)::
 
     {"question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"}
@@ -92,7 +93,9 @@ def build_rag_chain(
 
     def retrieve(inputs: dict, config: RunnableConfig) -> dict:
         start = time.perf_counter()
-        documents = retriever.invoke(inputs["standalone_question"], config)
+        roles = (config.get("configurable") or {}).get("roles")
+        access = {} if roles is None else {"roles": list(roles)}  # a retriever without roles then refuses
+        documents = retriever.invoke(inputs["standalone_question"], config, **access)
         return {"documents": documents, "retrieval_seconds": time.perf_counter() - start}
 
     def answer(inputs: dict) -> Runnable:

@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from erp_chatbot.knowledge.access import EVERYONE
+
 if TYPE_CHECKING:
+    import numpy as np
     from langchain_community.vectorstores import FAISS
 
 
@@ -50,7 +54,7 @@ def _langchain_faiss() -> tuple[Any, Any, Any]:
 MANIFEST = "manifest.json"
 INDEX_FILES = ("index.faiss", "index.pkl")
 STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every chunk carries its access roles
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -61,6 +65,7 @@ class KnowledgeIndexError(RuntimeError):
 class FileRecord:
     sha256: str
     chunk_ids: list[str]
+    roles: list[str] = field(default_factory=list)  # from the folder's access mapping
 
 
 @dataclass
@@ -112,6 +117,7 @@ class KnowledgeIndex:
         self.store = store
         self.manifest = manifest
         self.path = path
+        self._rows_by_role, self._public_rows = _rows_by_role(store)
 
     @property
     def version(self) -> str:
@@ -119,12 +125,62 @@ class KnowledgeIndex:
         material = json.dumps(self.manifest.checksums, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
-    def search(self, query_vector: list[float], k: int) -> list[tuple[Document, float]]:
-        """The k nearest chunks with their cosine similarity to ``query_vector``."""
-        if self.store.index.ntotal == 0:
+    def search(
+        self, query_vector: list[float], k: int, roles: Iterable[str] = (EVERYONE,)
+    ) -> list[tuple[Document, float]]:
+        """The k nearest chunks ``roles`` may read, with their cosine similarity to ``query_vector``.
+
+        Chunks the caller may not read are excluded inside the FAISS search (an ID selector), not
+        dropped afterwards: the k results are the best k the caller may see.
+        """
+        import numpy as np
+
+        allowed = self.readable_rows(roles)
+        if self.store.index.ntotal == 0 or (allowed is not None and allowed.size == 0):
             return []
-        hits = self.store.similarity_search_with_score_by_vector(query_vector, k=k)
-        return [(doc, cosine_from_distance(self.manifest.distance_strategy, raw)) for doc, raw in hits]
+        query = np.asarray([query_vector], dtype="float32")
+        if allowed is None:
+            raw_scores, rows = self.store.index.search(query, k)
+        else:
+            raw_scores, rows = self.store.index.search(query, k, params=_selecting(allowed))
+        hits = []
+        for row, raw in zip(rows[0], raw_scores[0], strict=True):
+            if row < 0:
+                continue
+            doc = self.store.docstore.search(self.store.index_to_docstore_id[int(row)])
+            hits.append((doc, cosine_from_distance(self.manifest.distance_strategy, float(raw))))
+        return hits
+
+    def readable_rows(self, roles: Iterable[str]) -> np.ndarray | None:
+        """FAISS rows ``roles`` may read; None when that is every row."""
+        import numpy as np
+
+        roles = set(roles)
+        if EVERYONE in roles or not self._rows_by_role:
+            return None
+        parts = [self._public_rows, *(self._rows_by_role[r] for r in roles if r in self._rows_by_role)]
+        return np.unique(np.concatenate(parts))
+
+
+def _rows_by_role(store: FAISS) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Which FAISS rows each role may read, and the public rows (chunks without roles)."""
+    import numpy as np
+
+    by_role: dict[str, list[int]] = {}
+    public: list[int] = []
+    for row, doc_id in store.index_to_docstore_id.items():
+        roles = store.docstore.search(doc_id).metadata.get("roles") or []
+        for role in roles:
+            by_role.setdefault(role, []).append(row)
+        if not roles:
+            public.append(row)
+    return {role: np.asarray(rows, dtype="int64") for role, rows in by_role.items()}, np.asarray(public, dtype="int64")
+
+
+def _selecting(rows: np.ndarray) -> Any:
+    import faiss
+
+    return faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
 
 
 def cosine_from_distance(strategy: str, raw: float) -> float:
@@ -174,6 +230,11 @@ def load(
     FAISS, DistanceStrategy, _ = _langchain_faiss()
 
     manifest = read_manifest(index_dir)
+    if manifest.format_version != FORMAT_VERSION:
+        raise KnowledgeIndexError(
+            f"the index at {index_dir} has format {manifest.format_version}, this erp-chatbot reads "
+            f"{FORMAT_VERSION} (chunks carry access roles); rebuild it with: erp-chatbot ingest <folder>"
+        )
     if signing_key and not hmac.compare_digest(manifest.signature, manifest.signed(signing_key)):
         raise KnowledgeIndexError(
             f"the manifest of {index_dir} is not signed with this deployment's key (knowledge.signing_key); "

@@ -1,6 +1,7 @@
 """Incremental ingestion: only files whose content changed are re-embedded.
 
-The manifest keeps each file's sha256 and chunk ids. A run loads the live index, deletes the
+The manifest keeps each file's sha256, chunk ids and mapped access roles (a file whose roles
+changed in ``.access.yaml`` is re-indexed too). A run loads the live index, deletes the
 chunks of edited and deleted files, embeds the chunks of new and edited files in batches, and saves
 a new generation that replaces the old one atomically (see ``index.save``): a crash mid-run leaves
 the previous index loadable.
@@ -16,6 +17,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
+from erp_chatbot.knowledge.access import AccessRules
 from erp_chatbot.knowledge.index import FileRecord, Manifest
 from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.knowledge.splitting import split_documents
@@ -53,18 +55,24 @@ def ingest(
     """Bring the index at ``index_dir`` in line with the documents under ``source_dir``."""
     files = {path.relative_to(source_dir).as_posix(): path for path in iter_files(source_dir)}
     hashes = {name: index_store.sha256_file(path) for name, path in files.items()}
+    rules = AccessRules.read(source_dir)
+    roles = {name: rules.roles_for(name) for name in files}
     previous = _previous(index_dir, embeddings, embedding_model, chunk_size, chunk_overlap, signing_key)
     old_files = previous.manifest.files if previous else {}
 
     added = sorted(name for name in hashes if name not in old_files)
-    updated = sorted(name for name in hashes if name in old_files and old_files[name].sha256 != hashes[name])
+    updated = sorted(
+        name
+        for name in hashes
+        if name in old_files and (old_files[name].sha256, old_files[name].roles) != (hashes[name], roles[name])
+    )
     deleted = sorted(name for name in old_files if name not in hashes)
     unchanged = len(hashes) - len(added) - len(updated)
     if previous and not (added or updated or deleted):
         return IngestReport([], [], [], unchanged, 0, previous.manifest.chunk_count, None)
 
     chunks = split_documents(
-        [doc for name in [*added, *updated] for doc in load_file(files[name], source_dir)],
+        [doc for name in [*added, *updated] for doc in load_file(files[name], source_dir, roles[name])],
         chunk_size,
         chunk_overlap,
     )
@@ -91,7 +99,7 @@ def ingest(
     )
     for name in [*added, *updated]:
         ids = [c.metadata["chunk_id"] for c in chunks if c.metadata["source"] == name]
-        manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids)
+        manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids, roles=roles[name])
     generation = index_store.save(index_dir, store, manifest, signing_key)
     return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
 
@@ -118,13 +126,14 @@ def _previous(
     if not index_store.exists(index_dir):
         return None
     manifest = index_store.read_manifest(index_dir)
-    same = (manifest.embedding_model, manifest.chunk_size, manifest.chunk_overlap) == (
+    same = (manifest.embedding_model, manifest.chunk_size, manifest.chunk_overlap, manifest.format_version) == (
         embedding_model,
         chunk_size,
         chunk_overlap,
+        index_store.FORMAT_VERSION,
     )
     if not same:
-        logger.warning("embedding model or chunking changed since the last ingest: rebuilding the index")
+        logger.warning("embedding model, chunking or index format changed since the last ingest: rebuilding")
         return None
     return index_store.load(index_dir, embeddings, signing_key=signing_key)
 

@@ -1,7 +1,7 @@
 """Read ERP documents (Markdown, text, HTML, PDF) into LangChain ``Document`` objects.
 
 Metadata on every document: ``source`` (path relative to the ingested folder), ``title``, and any
-front-matter fields of Markdown files (e.g. ``roles``).
+front-matter fields of Markdown files, and ``roles`` (the access labels, see ``access``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 from langchain_core.documents import Document
+
+from erp_chatbot.knowledge.access import normalise_roles
 
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
@@ -34,9 +36,20 @@ def iter_files(root: Path) -> list[Path]:
     )
 
 
-def load_file(path: Path, root: Path) -> list[Document]:
-    """Load one file; PDFs give one document per page."""
+def load_file(path: Path, root: Path, roles: list[str] | None = None) -> list[Document]:
+    """Load one file; PDFs give one document per page.
+
+    ``roles`` (from the folder's access mapping) apply unless the front matter names its own.
+    """
     source = path.relative_to(root).as_posix()
+    documents = _load(path, source)
+    for doc in documents:
+        own = doc.metadata.get("roles")
+        doc.metadata["roles"] = normalise_roles(own, source) if own is not None else list(roles or [])
+    return documents
+
+
+def _load(path: Path, source: str) -> list[Document]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".pdf":

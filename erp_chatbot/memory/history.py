@@ -14,12 +14,14 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_to_dict, messages_from_dict
 
 from erp_chatbot.settings import MemorySettings
 
+logger = logging.getLogger(__name__)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 
 
@@ -48,9 +50,36 @@ class ChatHistoryStore(Protocol):
 
     def clear(self, session_id: str) -> None: ...
 
+    def claim(self, session_id: str, owner: str) -> bool:
+        """Make ``owner`` the session's owner if it has none; False when someone else owns it."""
+        ...
+
+
+class HistoryUnavailable(RuntimeError):
+    """The history store cannot be reached (e.g. Redis is down); ownership cannot be checked."""
+
+
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+if owner == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 class RedisChatHistory:
-    """Turns in Redis under ``<key_prefix><session_id>``; reads and writes refresh the TTL."""
+    """Turns in Redis under ``<key_prefix><session_id>``; reads and writes refresh the TTL.
+
+    Redis faults never fail a turn: while Redis is unreachable, reads return no history and
+    writes are skipped, with one warning when it goes and one note when it is back (redis-py
+    reconnects by itself). Each call waits at most ``socket_timeout_seconds``.
+    """
 
     def __init__(self, settings: MemorySettings, client: object | None = None) -> None:
         import redis
@@ -64,31 +93,68 @@ class RedisChatHistory:
             socket_connect_timeout=settings.socket_timeout_seconds,
         )
 
+        self._claim = self.client.register_script(_CLAIM)
+        self._down = False
+        self._state_lock = threading.Lock()
+
     def key(self, session_id: str) -> str:
         return self.settings.key_prefix + validate_session_id(session_id, self.settings.session_id_max_length)
+
+    def owner_key(self, session_id: str) -> str:
+        return self.settings.owner_prefix + validate_session_id(session_id, self.settings.session_id_max_length)
 
     def messages(self, session_id: str) -> list[BaseMessage]:
         key = self.key(session_id)
         pipe = self.client.pipeline(transaction=True)
         pipe.lrange(key, 0, 2 * self.settings.window_turns - 1)
         pipe.expire(key, self.settings.ttl_seconds)
-        items, _ = pipe.execute()
-        return messages_from_dict([json.loads(item) for item in reversed(items)])
+        result = self._run(pipe.execute, "read the history")
+        if result is None:
+            return []
+        return messages_from_dict([json.loads(item) for item in reversed(result[0])])
 
     def add_turn(self, session_id: str, question: str, answer: str) -> None:
+        """Store the question and its answer together, in one transaction."""
         key = self.key(session_id)
         turn = [HumanMessage(content=question), AIMessage(content=answer)]
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(key, *[json.dumps(message_to_dict(m), ensure_ascii=False) for m in turn])
         pipe.ltrim(key, 0, 2 * self.settings.window_turns - 1)
         pipe.expire(key, self.settings.ttl_seconds)
-        pipe.execute()
+        self._run(pipe.execute, "store the turn")
 
     def clear(self, session_id: str) -> None:
         self.client.delete(self.key(session_id))
 
+    def claim(self, session_id: str, owner: str) -> bool:
+        """Raises ``HistoryUnavailable`` when Redis cannot say who owns the session."""
+        import redis
+
+        try:
+            return bool(self._claim(keys=[self.owner_key(session_id)], args=[owner, self.settings.ttl_seconds]))
+        except redis.RedisError as error:
+            raise HistoryUnavailable(f"Redis at {self.settings.redis_url} is not answering ({error})") from error
+
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    def _run(self, call: Callable[[], list], what: str) -> list | None:
+        """``call()``, or None (logged once per outage) when Redis is unreachable."""
+        import redis
+
+        try:
+            result = call()
+        except redis.RedisError as error:
+            with self._state_lock:
+                if not self._down:
+                    logger.warning("Redis is unavailable, answering without history (could not %s: %s)", what, error)
+                self._down = True
+            return None
+        if self._down:
+            with self._state_lock:
+                self._down = False
+            logger.warning("Redis is back: chat history is kept again")
+        return result
 
 
 class InMemoryChatHistory:
@@ -97,6 +163,7 @@ class InMemoryChatHistory:
     def __init__(self, settings: MemorySettings) -> None:
         self.settings = settings
         self._sessions: dict[str, tuple[float, deque[BaseMessage]]] = {}
+        self._owners: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def messages(self, session_id: str) -> list[BaseMessage]:
@@ -121,10 +188,23 @@ class InMemoryChatHistory:
         with self._lock:
             self._sessions.pop(session_id, None)
 
+    def claim(self, session_id: str, owner: str) -> bool:
+        validate_session_id(session_id, self.settings.session_id_max_length)
+        with self._lock:
+            now = time.monotonic()
+            self._expire()
+            current = self._owners.get(session_id)
+            if current and current[0] != owner:
+                return False
+            self._owners[session_id] = (owner, now)
+            return True
+
     def _expire(self) -> None:
         cutoff = time.monotonic() - self.settings.ttl_seconds
         for session_id in [s for s, (seen, _) in self._sessions.items() if seen < cutoff]:
             del self._sessions[session_id]
+        for session_id in [s for s, (_, seen) in self._owners.items() if seen < cutoff]:
+            del self._owners[session_id]
 
 
 def redis_answers(settings: MemorySettings) -> bool:
@@ -143,7 +223,5 @@ def build_history(settings: MemorySettings) -> ChatHistoryStore:
     """Redis when a URL is configured; otherwise in-process, and say so once."""
     if settings.redis_url:
         return RedisChatHistory(settings)
-    logging.getLogger(__name__).warning(
-        "memory.redis_url is not set: chat history is kept in this process only and lost on restart"
-    )
+    logger.warning("memory.redis_url is not set: chat history is kept in this process only and lost on restart")
     return InMemoryChatHistory(settings)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
@@ -27,6 +28,31 @@ class LocalChatHuggingFace(ChatHuggingFace):
 
     _agenerate = BaseChatModel._agenerate
     _astream = BaseChatModel._astream
+
+    def _to_chatml_format(self, message: BaseMessage) -> dict:
+        """Message text with the tokenizer's special tokens defused.
+
+        Without this, a question or document holding ``<|im_start|>system`` would be tokenized as
+        a real turn marker and could open a new system turn; a word joiner (U+2060) inside each
+        marker keeps the text readable but makes it plain text to the tokenizer.
+        """
+        chatml = super()._to_chatml_format(message)
+        if isinstance(chatml.get("content"), str):
+            chatml["content"] = defuse_special_tokens(chatml["content"], self.tokenizer)
+        return chatml
+
+
+def defuse_special_tokens(text: str, tokenizer: Any) -> str:
+    for token in _special_tokens(tokenizer):
+        if token in text:
+            text = text.replace(token, token[0] + "\u2060" + token[1:])
+    return text
+
+
+def _special_tokens(tokenizer: Any) -> list[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    tokens = {*getattr(tokenizer, "all_special_tokens", []), *(t.content for t in added.values() if t.special)}
+    return sorted((t for t in tokens if len(t) > 1), key=len, reverse=True)
 
 
 def build_llm(

@@ -1,20 +1,33 @@
-"""``create_app``: the chain at ``/erp`` (LangServe, playground included) and ``/health``."""
+"""``create_app``: the chain at ``/erp`` (LangServe, playground included) and ``/health``.
+
+Every request passes the guards (``guards``): API key or loopback, body size and JSON, deadline.
+The caller's identity then fixes the chain's config: the roles retrieval may read come from the
+identity, never from the request, and a session id belongs to the user who used it first.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, ValidationError
 
 from erp_chatbot.chatbot import ERPChatbot
-from erp_chatbot.memory.history import InvalidSessionId, validate_session_id
+from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
+from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
+from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline
 from erp_chatbot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class Feedback(BaseModel):
@@ -26,8 +39,14 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     """Serve ``chatbot`` (built from ``settings`` when not given)."""
     from langserve import add_routes
 
+    settings = chatbot.settings if chatbot else settings or Settings()
+    keys = APIKeys(settings.access.api_keys_file) if settings.access.api_keys_file else None
+    if keys is None and not is_loopback(settings.server.host):
+        raise ValueError(
+            f"server.host is {settings.server.host}: beyond loopback every request needs an API key. "
+            "Create keys with 'erp-chatbot keys add --user NAME --roles ROLE' and set access.api_keys_file"
+        )
     chatbot = chatbot or ERPChatbot.from_settings(settings)
-    settings = chatbot.settings
     workers = settings.batching.batch_size * settings.batching.max_concurrency + 8
 
     @asynccontextmanager
@@ -46,21 +65,34 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     )
     max_length = settings.memory.session_id_max_length
 
-    async def require_session(config: dict[str, Any], request: Request) -> dict[str, Any]:
-        """Reject a request without a valid session id before any work is done."""
+    async def bind_caller(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        """The config the chain runs with: a valid session the caller owns, and the caller's roles.
+
+        Anything else the client put in ``configurable`` (roles included) is dropped.
+        """
+        identity: Identity = request.state.identity
         session_id = (config.get("configurable") or {}).get("session_id")
         try:
             validate_session_id(session_id, max_length)
         except InvalidSessionId as error:
-            raise HTTPException(status_code=422, detail=str(error)) from error
-        return config
+            location = ["body", "config", "configurable", "session_id"]  # FastAPI's 422 shape, as documented
+            raise HTTPException(422, detail=[{"loc": location, "msg": str(error), "type": "value_error"}]) from error
+        try:
+            owned = await run_in_threadpool(chatbot.history.claim, session_id, identity.user)
+        except HistoryUnavailable as error:
+            # Ownership cannot be checked: answer in a throwaway session, so no history is shared.
+            logger.warning("session %s answered without history: %s", session_id, error)
+            session_id, owned = f"unverified-{uuid.uuid4().hex}", True
+        if not owned:
+            raise HTTPException(status_code=403, detail="this session belongs to another user; start a new session")
+        return {**config, "configurable": {"session_id": session_id, "roles": list(identity.roles)}}
 
     add_routes(
         app,
         chatbot.as_runnable(),
         path=settings.server.path,
         config_keys=["configurable"],
-        per_req_config_modifier=require_session,
+        per_req_config_modifier=bind_caller,
         enabled_endpoints=[
             "invoke",
             "batch",
@@ -90,12 +122,31 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        """``degraded`` while Redis is unreachable: answers go on without history and cache."""
         state = chatbot.health()
         state["status"] = "ok" if state["memory"]["ok"] else "degraded"
         return state
+
+    @app.exception_handler(HTTPException)
+    async def documented_422(request: Request, error: HTTPException) -> Response:
+        """LangServe answers some 422s with a string; the schema (FastAPI's) documents a list."""
+        if error.status_code == 422 and isinstance(error.detail, str):
+            detail = [{"loc": ["body"], "msg": error.detail, "type": "value_error"}]
+            return JSONResponse(status_code=422, content={"detail": detail})
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_input(_: Request, error: ValidationError) -> JSONResponse:
+        """LangServe's batch endpoint validates inputs outside its own 422 translation."""
+        return JSONResponse(status_code=422, content={"detail": error.errors(include_url=False, include_context=False)})
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse(f"{settings.server.path}/playground/")
 
+    # Added last = runs first: the deadline covers everything, then identity, then the body.
+    app.add_middleware(CheckBody, max_bytes=settings.server.max_body_bytes)
+    anonymous = Identity("anonymous", tuple(settings.access.default_roles))
+    app.add_middleware(Authenticate, keys=keys, anonymous=anonymous)
+    app.add_middleware(Deadline, seconds=settings.server.request_timeout_seconds)
     return app

@@ -42,7 +42,7 @@ def test_first_turn_skips_condensing_then_follow_up_uses_history(bot, session_id
     assert first["standalone_question"] == "공급업체 청구서는 어떻게 승인하나요?"
     assert first["sources"][0]["source"] == "purchasing/vendor-bill-approval.ko.md"
     assert first["language"] == "ko" and first["answer"]
-    assert "청구서" in calls.prompts[0] and "[1]" in calls.prompts[0]
+    assert "청구서" in calls.prompts[0] and '<document index="1"' in calls.prompts[0]
     assert redis_client.llen(f"context:{session_id}") == 2
 
     calls.prompts.clear()

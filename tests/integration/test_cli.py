@@ -73,3 +73,23 @@ def test_demo_uses_its_own_index_and_survives_a_missing_redis(monkeypatch, tmp_p
     assert settings.index_dir == tmp_path / "demo-index"
     assert settings.memory.redis_url is None
     assert settings.llm.max_new_tokens == 384  # the demo profile
+
+
+def test_keys_add_list_revoke(tmp_path):
+    import os
+
+    from erp_chatbot.server.auth import APIKeys
+
+    keys_file = tmp_path / "keys.yaml"
+    env = {**os.environ, "ERP_ACCESS__API_KEYS_FILE": str(keys_file)}
+    added = run("keys", "add", "--user", "alice", "--roles", "finance, hr", env=env)
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    assert key.startswith("erp_") and key not in keys_file.read_text()
+    assert APIKeys(keys_file).authenticate(key).roles == ("finance", "hr")
+    listed = run("keys", "list", "--json", env=env)
+    assert json.loads(listed.stdout) == [{"user": "alice", "roles": ["finance", "hr"]}]
+    assert "1 key(s) removed" in run("keys", "revoke", "--user", "alice", env=env).stdout
+    assert APIKeys(keys_file).authenticate(key) is None
+    unset = run("keys", "list", env={k: v for k, v in os.environ.items() if not k.startswith("ERP_ACCESS")})
+    assert unset.returncode != 0 and "access.api_keys_file" in unset.stderr

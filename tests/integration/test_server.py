@@ -13,7 +13,10 @@ from tests.conftest import tiny_settings
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir):
-    settings = tiny_settings(tmp_path_factory.mktemp("home"), tiny_lm_dir, e5_dir, sample_index_dir)
+    # a question limit above the tiny model's 4096 positions, so test_metrics can make generation fail
+    settings = tiny_settings(
+        tmp_path_factory.mktemp("home"), tiny_lm_dir, e5_dir, sample_index_dir, server={"max_question_chars": 40_000}
+    )
     with running_server(create_app(ERPChatbot.from_settings(settings))) as url:
         yield url
 

@@ -1,0 +1,151 @@
+"""ASGI middleware in front of every route: who is calling, what they send, how long it may take.
+
+- ``Authenticate``: with a keys file every request needs a valid key (401 otherwise); without one,
+  only loopback callers are served, as the anonymous identity. The identity lands in
+  ``request.state.identity``.
+- ``CheckBody``: bodies over the size limit get 413; POST bodies that are not UTF-8 JSON get 400,
+  before any route (LangServe's included) parses them.
+- ``Deadline``: a request that has not started its response within the timeout gets 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from erp_chatbot.server.auth import APIKeys, Identity, is_loopback, key_from_headers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = ("/health", "/docs", "/openapi.json")  # answer without a key (probes, API docs)
+logger = logging.getLogger(__name__)
+
+
+async def send_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class Authenticate:
+    def __init__(self, app: ASGIApp, keys: APIKeys | None, anonymous: Identity) -> None:
+        self.app, self.keys, self.anonymous = app, keys, anonymous
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        identity = self._identify(scope)
+        if identity is None and not scope["path"].startswith(OPEN_PATHS):
+            if self.keys is None:
+                return await send_error(
+                    send, 403, "API keys are required beyond loopback: set access.api_keys_file (erp-chatbot keys add)"
+                )
+            return await send_error(
+                send,
+                401,
+                "a valid API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                [(b"www-authenticate", b"Bearer")],
+            )
+        scope.setdefault("state", {})["identity"] = identity
+        await self.app(scope, receive, send)
+
+    def _identify(self, scope: Scope) -> Identity | None:
+        if self.keys is None:
+            client = (scope.get("client") or ("",))[0]
+            return self.anonymous if is_loopback(client) else None
+        key = key_from_headers(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
+        return self.keys.authenticate(key)
+
+
+class CheckBody:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            return await send_error(send, 413, f"request body is over the {self.max_bytes}-byte limit")
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await send_error(send, 413, f"request body is over the {self.max_bytes}-byte limit")
+            if not message.get("more_body"):
+                break
+        problem = _json_problem(body) if "json" in (_header(scope, b"content-type") or "json") else None
+        if problem:
+            return await send_error(send, 400, problem)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _json_problem(body: bytes) -> str | None:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"request body is not valid UTF-8 (byte {error.start}); send UTF-8 JSON"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"request body is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    return None
+
+
+class Deadline:
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = asyncio.Event()
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        work = asyncio.ensure_future(self.app(scope, receive, watched_send))
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait({work, waiting}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not started.is_set() and not work.done():
+            work.cancel()
+            logger.warning("%s %s took over %.0f s: answered 504", scope["method"], scope["path"], self.seconds)
+            return await send_error(
+                send, 504, f"no response within {self.seconds:g} s (server.request_timeout_seconds)"
+            )
+        await work
