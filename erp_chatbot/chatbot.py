@@ -136,14 +136,7 @@ class ERPChatbot:
         self.embeddings = embeddings
         self.index = index
         self.history = history
-        self.retriever = ERPRetriever(
-            index=index,
-            embeddings=embeddings,
-            k=settings.retrieval.k,
-            score_threshold=settings.retrieval.score_threshold,
-            query_cache_size=settings.retrieval.query_cache_size,
-            default_roles=settings.access.default_roles,
-        )
+        self.retriever = ERPRetriever.from_settings(index, embeddings, settings)
         self.model_dir, self._placement = model_dir, placement
         self.metrics = ChatMetrics()
         self._metrics_handler = MetricsCallbackHandler(self.metrics, lambda: self.model_version or "unknown")

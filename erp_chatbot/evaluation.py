@@ -5,11 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
+
+from erp_chatbot.settings import RetrievalSettings
+
+if TYPE_CHECKING:
+    from erp_chatbot.knowledge.index import KnowledgeIndex
 
 
 @dataclass(frozen=True)
@@ -35,25 +44,78 @@ def load_beir(folder: Path, split: str = "test") -> BeirSet:
     return BeirSet(corpus=corpus, queries=queries, qrels=qrels)
 
 
-def dense_ndcg_at_k(embeddings: Embeddings, dataset: BeirSet, k: int = 10, batch_size: int = 32) -> float:
-    """nDCG@k of exhaustive cosine search (scikit-learn's standard nDCG definition)."""
-    import numpy as np
-    from sklearn.metrics import ndcg_score
+MODES = ("dense", "sparse", "hybrid")
+METRICS = ("ndcg@10", "recall@5", "mrr@10")
 
-    doc_ids = list(dataset.corpus)
-    texts = [dataset.corpus[i] for i in doc_ids]
-    docs = np.array(
-        [v for s in range(0, len(texts), batch_size) for v in embeddings.embed_documents(texts[s : s + batch_size])]
-    )
-    query_ids = list(dataset.queries)
-    queries = np.array([embeddings.embed_query(dataset.queries[q]) for q in query_ids])
-    scores = queries @ docs.T
-    position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-    relevance = np.zeros_like(scores)
-    for row, query_id in enumerate(query_ids):
-        for doc_id, grade in dataset.qrels[query_id].items():
-            relevance[row, position[doc_id]] = grade
-    return float(ndcg_score(relevance, scores, k=k))
+
+@dataclass(frozen=True)
+class ModeReport:
+    mode: str
+    scores: dict[str, float]  # METRICS, computed by ranx
+    p50_ms: float  # latency of one retrieval (embedding the query included)
+    p95_ms: float
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, **self.scores, "p50_ms": self.p50_ms, "p95_ms": self.p95_ms}
+
+
+def index_corpus(embeddings: Embeddings, dataset: BeirSet, batch_size: int = 32) -> KnowledgeIndex:
+    """An in-memory index of the corpus, one chunk per document (ids kept), FAISS and BM25."""
+    from erp_chatbot.knowledge import index as index_store
+    from erp_chatbot.knowledge.index import KnowledgeIndex, Manifest
+    from erp_chatbot.knowledge.ingest import embed_in_batches
+
+    ids = list(dataset.corpus)
+    texts = [dataset.corpus[i] for i in ids]
+    vectors = embed_in_batches(embeddings, texts, batch_size, progress=False)
+    store = index_store.new_store(embeddings, len(vectors[0]))
+    store.add_embeddings(list(zip(texts, vectors, strict=True)), [{"source": i} for i in ids], ids=ids)
+    manifest = Manifest("evaluation", len(vectors[0]), index_store.STRATEGY, 0, 0)
+    return KnowledgeIndex(store, manifest, Path("evaluation"), index_store.build_lexical(store))
+
+
+def evaluate_retrieval(
+    index: KnowledgeIndex,
+    embeddings: Embeddings,
+    dataset: BeirSet,
+    settings: RetrievalSettings,
+    modes: Sequence[str] = MODES,
+) -> list[ModeReport]:
+    """nDCG@10, recall@5 and MRR@10 (ranx) and latency of ``ERPRetriever`` in each mode.
+
+    The threshold is off (every query gets 10 results); fusion settings come from ``settings``.
+    """
+    from ranx import Qrels, Run, evaluate
+
+    from erp_chatbot.retrievers.erp import ERPRetriever
+
+    reports = []
+    for mode in modes:
+        retriever = ERPRetriever(
+            index=index,
+            embeddings=embeddings,
+            k=10,
+            score_threshold=-1.0,
+            mode=mode,
+            query_cache_size=0,
+            **settings.model_dump(include={"fusion", "dense_weight", "sparse_weight", "candidates", "rrf_k"}),
+        )
+        run, latencies = {}, []
+        for query_id, text in dataset.queries.items():
+            start = time.perf_counter()
+            found = retriever.invoke(text)
+            latencies.append(1000 * (time.perf_counter() - start))
+            run[query_id] = {doc.id: 1.0 / rank for rank, doc in enumerate(found, start=1)} or {"": 0.0}
+        scores = evaluate(Qrels(dataset.qrels), Run(run), list(METRICS), make_comparable=True)
+        reports.append(
+            ModeReport(
+                mode,
+                {name: round(float(value), 4) for name, value in scores.items()},
+                round(statistics.median(latencies), 2),
+                round(float(np.percentile(latencies, 95)), 2),
+            )
+        )
+    return reports
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -91,6 +91,12 @@ class RetrievalSettings(Section):
     k: int = Field(5, gt=0)
     score_threshold: float = Field(0.7, ge=-1, le=1, description="minimum cosine similarity")
     query_cache_size: int = Field(1024, ge=0, description="recent query embeddings kept in memory")
+    mode: Literal["hybrid", "dense", "sparse"] = Field("hybrid", description="FAISS and BM25 fused, or one alone")
+    fusion: Literal["zscore", "rrf"] = Field("zscore", description="how hybrid rankings are combined")
+    dense_weight: float = Field(1.0, ge=0)
+    sparse_weight: float = Field(1.0, ge=0)
+    candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
+    rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant")
 
 
 class MemorySettings(Section):

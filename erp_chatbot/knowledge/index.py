@@ -6,12 +6,13 @@ Layout of an index folder::
     <index_dir>/generations/<n>/index.faiss, index.pkl, manifest.json
 
 ``save_local`` does not record the distance strategy and ``load_local`` unpickles, so the manifest
-records the strategy, the embedding model and a sha256 per file, and loading checks the files
-against it before anything is unpickled.
+records the strategy, the embedding model and a sha256 per file (the BM25 files included), and
+loading checks every file against it before anything is unpickled.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge.access import EVERYONE
+from erp_chatbot.knowledge.lexical import LexicalIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,7 +56,7 @@ def _langchain_faiss() -> tuple[Any, Any, Any]:
 MANIFEST = "manifest.json"
 INDEX_FILES = ("index.faiss", "index.pkl")
 STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
-FORMAT_VERSION = 2  # 2: every chunk carries its access roles
+FORMAT_VERSION = 3  # 2: every chunk carries its access roles; 3: a BM25 index beside FAISS
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -113,11 +115,14 @@ class Manifest:
 class KnowledgeIndex:
     """A loaded FAISS store together with the manifest that describes it."""
 
-    def __init__(self, store: FAISS, manifest: Manifest, path: Path) -> None:
+    def __init__(self, store: FAISS, manifest: Manifest, path: Path, lexical: LexicalIndex | None = None) -> None:
         self.store = store
         self.manifest = manifest
         self.path = path
+        self.lexical = lexical
         self._rows_by_role, self._public_rows = _rows_by_role(store)
+        if lexical is not None and lexical.chunk_ids != _chunk_ids_in_row_order(store):
+            raise KnowledgeIndexError(f"the BM25 index in {path} does not match its FAISS index; rebuild it")
 
     @property
     def version(self) -> str:
@@ -151,6 +156,58 @@ class KnowledgeIndex:
             hits.append((doc, cosine_from_distance(self.manifest.distance_strategy, float(raw))))
         return hits
 
+    def search_lexical(self, query: str, k: int, roles: Iterable[str] = (EVERYONE,)) -> list[tuple[Document, float]]:
+        """The k best chunks ``roles`` may read by BM25, with their BM25 scores (masked before ranking)."""
+        if self.lexical is None:
+            raise KnowledgeIndexError(f"the index at {self.path} has no BM25 index; rebuild it with erp-chatbot ingest")
+        allowed = self.readable_rows(roles)
+        if allowed is not None and allowed.size == 0:
+            return []
+        return [
+            (self.store.docstore.search(chunk_id), score) for chunk_id, score in self.lexical.search(query, k, allowed)
+        ]
+
+    def cosines(self, query_vector: list[float], documents: Iterable[Document]) -> list[float]:
+        """Cosine similarity of each indexed chunk to ``query_vector`` (for hits found by BM25)."""
+        import numpy as np
+
+        query = np.asarray(query_vector, dtype="float32")
+        rows = [self._row_of_chunk[doc.id] for doc in documents]
+        return [float(self.store.index.reconstruct(row) @ query) for row in rows]
+
+    def bm25_scores(self, query: str, documents: Iterable[Document]) -> tuple[list[float], tuple[float, float]]:
+        """BM25 score of each chunk for ``query``, and the mean and deviation over all chunks."""
+        if self.lexical is None:
+            raise KnowledgeIndexError(f"the index at {self.path} has no BM25 index; rebuild it with erp-chatbot ingest")
+        return self.lexical.scores(query, [self._row_of_chunk[doc.id] for doc in documents])
+
+    def cosine_distribution(self, query_vector: list[float]) -> tuple[float, float]:
+        """Mean and deviation of the cosine of ``query_vector`` over all chunks, from the vectors' moments."""
+        import numpy as np
+
+        mean, covariance = self._moments
+        query = np.asarray(query_vector, dtype="float64")
+        return float(query @ mean), float(np.sqrt(max(query @ covariance @ query, 0.0)))
+
+    @functools.cached_property
+    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean vector and covariance of the indexed vectors, in blocks (computed once)."""
+        import numpy as np
+
+        index, block = self.store.index, 8192
+        total = np.zeros(index.d)
+        outer = np.zeros((index.d, index.d))
+        for start in range(0, index.ntotal, block):
+            vectors = index.reconstruct_n(start, min(block, index.ntotal - start)).astype("float64")
+            total += vectors.sum(axis=0)
+            outer += vectors.T @ vectors
+        mean = total / max(index.ntotal, 1)
+        return mean, outer / max(index.ntotal, 1) - np.outer(mean, mean)
+
+    @functools.cached_property
+    def _row_of_chunk(self) -> dict[str, int]:
+        return {chunk_id: row for row, chunk_id in self.store.index_to_docstore_id.items()}
+
     def readable_rows(self, roles: Iterable[str]) -> np.ndarray | None:
         """FAISS rows ``roles`` may read; None when that is every row."""
         import numpy as np
@@ -175,6 +232,16 @@ def _rows_by_role(store: FAISS) -> tuple[dict[str, np.ndarray], np.ndarray]:
         if not roles:
             public.append(row)
     return {role: np.asarray(rows, dtype="int64") for role, rows in by_role.items()}, np.asarray(public, dtype="int64")
+
+
+def _chunk_ids_in_row_order(store: FAISS) -> list[str]:
+    return [store.index_to_docstore_id[row] for row in range(store.index.ntotal)]
+
+
+def build_lexical(store: FAISS, previous: LexicalIndex | None = None) -> LexicalIndex:
+    """The BM25 index over ``store``'s chunks, in FAISS row order."""
+    chunk_ids = _chunk_ids_in_row_order(store)
+    return LexicalIndex.build(chunk_ids, [store.docstore.search(c).page_content for c in chunk_ids], previous)
 
 
 def _selecting(rows: np.ndarray) -> Any:
@@ -241,9 +308,15 @@ def load(
             "it was not written by this erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"
         )
     folder = current_path(index_dir).resolve()
-    for name in INDEX_FILES:
+    unlisted = sorted(set(_index_files(folder)) - set(manifest.checksums))
+    if unlisted:
+        raise KnowledgeIndexError(
+            f"{folder} holds files its manifest does not list ({', '.join(unlisted)}); the index was changed "
+            "outside erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"
+        )
+    for name in sorted({*INDEX_FILES, *manifest.checksums}):
         expected = manifest.checksums.get(name)
-        if expected is None or sha256_file(folder / name) != expected:
+        if expected is None or not (folder / name).is_file() or sha256_file(folder / name) != expected:
             raise KnowledgeIndexError(
                 f"{folder / name} does not match its manifest checksum; the index was changed "
                 "outside erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"
@@ -254,19 +327,23 @@ def load(
         distance_strategy=DistanceStrategy[manifest.distance_strategy],
         allow_dangerous_deserialization=True,  # checksums verified above
     )
+    lexical = LexicalIndex.load(folder)
     if faiss_gpu is not None:
         _move_to_gpu(store, faiss_gpu)
-    return KnowledgeIndex(store=store, manifest=manifest, path=folder)
+    return KnowledgeIndex(store=store, manifest=manifest, path=folder, lexical=lexical)
 
 
-def save(index_dir: Path, store: FAISS, manifest: Manifest, signing_key: str | None = None) -> Path:
-    """Write a new generation and switch ``current`` to it in one atomic rename."""
+def save(
+    index_dir: Path, store: FAISS, manifest: Manifest, lexical: LexicalIndex, signing_key: str | None = None
+) -> Path:
+    """Write a new generation (FAISS, BM25, manifest) and switch ``current`` to it in one atomic rename."""
     generations = index_dir / "generations"
     generations.mkdir(parents=True, exist_ok=True)
     target = generations / f"{time.time_ns()}"
     staging = generations / f".{target.name}.tmp"
     store.save_local(str(staging))
-    manifest.checksums = {name: sha256_file(staging / name) for name in INDEX_FILES}
+    lexical.save(staging)
+    manifest.checksums = {name: sha256_file(staging / name) for name in _index_files(staging)}
     manifest.signature = manifest.signed(signing_key) if signing_key else ""
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     _fsync_dir(staging)
@@ -275,9 +352,14 @@ def save(index_dir: Path, store: FAISS, manifest: Manifest, signing_key: str | N
     link.unlink(missing_ok=True)
     link.symlink_to(Path("generations") / target.name)
     os.replace(link, current_path(index_dir))
-    _fsync_dir(index_dir)
+    _fsync_dir(index_dir, files=False)
     _prune(generations, keep=2)
     return target
+
+
+def _index_files(folder: Path) -> list[str]:
+    """Every file of a generation but its manifest, as paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def sha256_file(path: Path) -> str:
@@ -300,8 +382,9 @@ def _prune(generations: Path, keep: int) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    for child in path.iterdir():
+def _fsync_dir(path: Path, files: bool = True) -> None:
+    """fsync the folder's files (recursively) and then the folder itself."""
+    for child in path.rglob("*") if files else ():
         if child.is_file():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())

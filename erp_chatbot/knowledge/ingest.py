@@ -1,10 +1,10 @@
 """Incremental ingestion: only files whose content changed are re-embedded.
 
 The manifest keeps each file's sha256, chunk ids and mapped access roles (a file whose roles
-changed in ``.access.yaml`` is re-indexed too). A run loads the live index, deletes the
-chunks of edited and deleted files, embeds the chunks of new and edited files in batches, and saves
-a new generation that replaces the old one atomically (see ``index.save``): a crash mid-run leaves
-the previous index loadable.
+changed in ``.access.yaml`` is re-indexed too). A run loads the live index, deletes the chunks of
+edited and deleted files, embeds the chunks of new and edited files in batches, rebuilds the BM25
+index over all chunks (see ``lexical``), and saves a new generation that replaces the old one
+atomically (see ``index.save``): a crash mid-run leaves the previous index loadable.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def ingest(
     for name in [*added, *updated]:
         ids = [c.metadata["chunk_id"] for c in chunks if c.metadata["source"] == name]
         manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids, roles=roles[name])
-    generation = index_store.save(index_dir, store, manifest, signing_key)
+    lexical = index_store.build_lexical(store, previous.lexical if previous else None)
+    generation = index_store.save(index_dir, store, manifest, lexical, signing_key)
     return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
 
 

@@ -71,13 +71,15 @@ def brute_force_top(index, embeddings, query: str, roles: list[str], k: int) -> 
 
 @pytest.mark.parametrize("roles", [["warehouse"], [], ["sales"], ["finance"], ["*"]])
 def test_retrieval_returns_the_best_k_the_caller_may_read(access_index, embeddings, roles):
-    retriever = ERPRetriever(index=access_index, embeddings=embeddings, k=3, score_threshold=-1.0)
-    found = retriever.invoke(QUESTION, roles=roles)
+    dense = ERPRetriever(index=access_index, embeddings=embeddings, k=3, score_threshold=-1.0, mode="dense")
+    found = dense.invoke(QUESTION, roles=roles)
     assert [d.metadata["chunk_id"] for d in found] == brute_force_top(access_index, embeddings, QUESTION, roles, 3)
-    sources = [d.metadata["source"] for d in found]
-    assert ("finance/approval-limits.md" in sources) == bool({"finance", "*"} & set(roles))
-    if "finance" in roles:
-        assert sources[0] == "finance/approval-limits.md"  # it is the best match when it may be seen
+    for mode in ("dense", "sparse", "hybrid"):
+        retriever = ERPRetriever(index=access_index, embeddings=embeddings, k=3, score_threshold=-1.0, mode=mode)
+        sources = [d.metadata["source"] for d in retriever.invoke(QUESTION, roles=roles)]
+        assert ("finance/approval-limits.md" in sources) == bool({"finance", "*"} & set(roles)), (mode, sources)
+        if "finance" in roles:
+            assert sources[0] == "finance/approval-limits.md"  # it is the best match when it may be seen
 
 
 def test_unknown_roles_see_public_pages_only(access_index, embeddings):

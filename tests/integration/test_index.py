@@ -18,6 +18,14 @@ def run_ingest(source: Path, index_dir: Path, embeddings, **kw):
     return ingest_folder(source, index_dir, embeddings, **kw)
 
 
+def indexed_copy(tmp_path: Path, embeddings, folder: str) -> tuple[Path, Path]:
+    """A copy of one sample-knowledge folder (tmp_path/docs) and its index (tmp_path/index)."""
+    docs, index_dir = tmp_path / "docs", tmp_path / "index"
+    shutil.copytree(SAMPLE_KNOWLEDGE / folder, docs)
+    run_ingest(docs, index_dir, embeddings)
+    return docs, index_dir
+
+
 def test_scores_are_the_true_cosine(sample_index, embeddings):
     retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=5, score_threshold=-1.0)
     query = "재고 이동은 어디서 확인하나요?"
@@ -148,10 +156,7 @@ def test_incremental_ingest_touches_only_what_changed(tmp_path, embeddings):
 
 
 def test_failed_ingest_leaves_the_previous_index_serving(tmp_path, embeddings):
-    docs = tmp_path / "docs"
-    shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)
-    index_dir = tmp_path / "index"
-    run_ingest(docs, index_dir, embeddings)
+    docs, index_dir = indexed_copy(tmp_path, embeddings, "invoicing")
     before = index_store.read_manifest(index_dir)
     shutil.copytree(SAMPLE_KNOWLEDGE / "purchasing", docs / "purchasing")
     with pytest.raises(RuntimeError, match="went away"):
@@ -245,3 +250,57 @@ def test_an_unsigned_index_is_refused_when_a_key_is_set(tmp_path, embeddings):
     run_ingest(docs, tmp_path / "index", embeddings)
     with pytest.raises(KnowledgeIndexError, match=r"knowledge\.signing_key"):
         index_store.load(tmp_path / "index", embeddings, signing_key="deployment-secret")
+
+
+def test_the_bm25_index_is_saved_checked_and_swapped_with_faiss(tmp_path, embeddings):
+    _, index_dir = indexed_copy(tmp_path, embeddings, "invoicing")
+    manifest = index_store.read_manifest(index_dir)
+    assert "bm25/terms.json" in manifest.checksums and "index.faiss" in manifest.checksums
+    loaded = index_store.load(index_dir, embeddings)
+    assert loaded.lexical.chunk_ids == [loaded.store.index_to_docstore_id[i] for i in range(loaded.store.index.ntotal)]
+    hits = loaded.search_lexical("credit note", 3)
+    assert hits and all(score > 0 for _, score in hits)
+
+    folder = index_store.current_path(index_dir).resolve()
+    (folder / "bm25" / "stray.npy").write_bytes(b"planted")
+    with pytest.raises(KnowledgeIndexError, match="does not list"):
+        index_store.load(index_dir, embeddings)
+    (folder / "bm25" / "stray.npy").unlink()
+    terms_file = folder / "bm25" / "terms.json"
+    terms_file.write_text(terms_file.read_text().replace('"credit"', '"debit"'))
+    with pytest.raises(KnowledgeIndexError, match="does not match its manifest checksum"):
+        index_store.load(index_dir, embeddings)
+
+
+def test_incremental_ingest_analyses_only_new_text(tmp_path, embeddings, monkeypatch):
+    from erp_chatbot.knowledge import lexical
+
+    docs, index_dir = indexed_copy(tmp_path, embeddings, "invoicing")
+    before = index_store.read_manifest(index_dir).chunk_count
+    analysed = []
+    original = lexical.terms
+    monkeypatch.setattr(lexical, "terms", lambda text: analysed.append(text) or original(text))
+    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs / "hr")
+    report = run_ingest(docs, index_dir, embeddings)
+    assert len(analysed) == report.chunks_embedded == report.chunks_total - before > 0
+    best, _ = index_store.load(index_dir, embeddings).search_lexical("연차 신청", 1)[0]
+    assert best.metadata["source"].startswith("hr/")
+
+
+def test_cosine_distribution_matches_the_corpus(sample_index, embeddings):
+    vectors = sample_index.store.index.reconstruct_n(0, sample_index.store.index.ntotal)
+    query = embeddings.embed_query("재고 이동은 어디서 확인하나요?")
+    cosines = vectors @ np.asarray(query)
+    mean, spread = sample_index.cosine_distribution(query)
+    assert mean == pytest.approx(cosines.mean(), abs=1e-5) and spread == pytest.approx(cosines.std(), abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+def test_every_mode_finds_the_page_and_reports_true_cosines(sample_index, embeddings, mode):
+    retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=3, score_threshold=-1.0, mode=mode)
+    query = "재고 이동은 어디서 확인하나요?"
+    docs = retriever.invoke(query)
+    assert docs[0].metadata["source"] == "inventory/stock-moves.ko.md"
+    expected = sample_index.cosines(embeddings.embed_query(query), docs)
+    assert [d.metadata["score"] for d in docs] == pytest.approx(expected, abs=1e-5)
+    assert ("bm25" in docs[0].metadata) == (mode != "dense")
