@@ -155,6 +155,7 @@ class ERPChatbot:
             rewriter,
             cache=cache,
             index_version=lambda: self.index.version,
+            translate=self.settings.retrieval.translate_queries,
         ).with_config(callbacks=[self._metrics_handler])
         self._metrics_handler.count_tokens = _token_counter(llm)
         self.llm, self.cache, self._chain = llm, cache, chain

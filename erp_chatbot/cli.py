@@ -299,7 +299,9 @@ def train(
     )
 
 
-eval_app = typer.Typer(help="Evaluate retrieval on BEIR-format sets; scores are recorded for /metrics.")
+eval_app = typer.Typer(
+    help="Evaluate retrieval (BEIR sets) and whole answers (JSONL); scores are recorded for /metrics."
+)
 app.add_typer(eval_app, name="eval")
 
 
@@ -346,6 +348,44 @@ def eval_retrieval(
         metrics = " ".join(f"{r.scores[name]:>8.3f}" for name in ("ndcg@10", "recall@5", "mrr@10"))
         typer.echo(f"{r.mode:<8} {metrics} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f}")
     typer.echo(f"{len(data.queries)} queries over {len(data.corpus)} documents")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: question, gold, facts, answerable")],
+    config: ConfigOption = None,
+    demo: DemoOption = False,
+    roles: Annotated[str | None, typer.Option(help="comma-separated roles to answer as")] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run the whole chain on each question: expected facts found, gold pages cited, declines, time."""
+    from tqdm.auto import tqdm
+
+    from erp_chatbot.chatbot import ERPChatbot
+    from erp_chatbot.evaluation import evaluate_answers, load_answer_cases, record_score
+
+    _setup_logging(verbose)
+    cases = load_answer_cases(dataset)
+    settings = load_settings(config, demo)
+    _ensure_demo_index(settings, demo)
+    bot = ERPChatbot.from_settings(settings)
+    progress = tqdm(total=len(cases), desc="answering", unit="question", disable=as_json)
+
+    def ask(question: str):
+        answer = bot.ask(question, roles=_split(roles))
+        progress.update()
+        return answer
+
+    report = evaluate_answers(ask, cases)
+    progress.close()
+    if report["facts_found"] is not None:
+        record_score(settings.evaluations_file, f"answers-facts:{dataset.stem}", report["facts_found"])
+    if as_json:
+        typer.echo(json.dumps({"dataset": str(dataset), **report}, indent=2, ensure_ascii=False))
+        return
+    for name in ("facts_found", "gold_cited", "answerable_not_declined", "unanswerable_declined", "p50_seconds"):
+        typer.echo(f"{name:<24} {report[name]}")
 
 
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:

@@ -1,4 +1,5 @@
-"""Retrieval evaluation on BEIR-format sets (corpus.jsonl, queries.jsonl, qrels/test.tsv)."""
+"""Evaluation: retrieval on BEIR-format sets (corpus.jsonl, queries.jsonl, qrels/test.tsv), and
+whole answers on question sets (JSONL: question, gold pages, expected facts, answerable)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from langchain_core.embeddings import Embeddings
 from erp_chatbot.settings import RetrievalSettings
 
 if TYPE_CHECKING:
+    from erp_chatbot.chatbot import Answer
     from erp_chatbot.knowledge.index import KnowledgeIndex
 
 
@@ -116,6 +118,70 @@ def evaluate_retrieval(
             )
         )
     return reports
+
+
+@dataclass(frozen=True)
+class AnswerCase:
+    id: str
+    question: str
+    gold: list[str]  # page paths or file stems; any one counts
+    facts: list[str]  # strings the answer must contain (case-insensitive)
+    answerable: bool
+
+
+def load_answer_cases(path: Path) -> list[AnswerCase]:
+    """Read a JSONL question set; each line needs ``question``, and ``gold``/``facts`` when answerable."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass a JSONL file of questions")
+    cases = []
+    for number, row in enumerate(_jsonl(path), start=1):
+        if not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise ValueError(f"{path} line {number}: 'question' must be a non-empty string")
+        answerable = bool(row.get("answerable", True))
+        if answerable and not row.get("gold"):
+            raise ValueError(f"{path} line {number}: an answerable question needs its 'gold' pages")
+        cases.append(
+            AnswerCase(
+                str(row.get("id", number)), row["question"], row.get("gold", []), row.get("facts", []), answerable
+            )
+        )
+    return cases
+
+
+def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) -> dict:
+    """Ask each question in a new session; count facts found, gold pages cited, declines, time."""
+    rows = []
+    for case in cases:
+        start = time.perf_counter()
+        answer = ask(case.question)
+        seconds = time.perf_counter() - start
+        cited = {s.source for s in answer.sources} | {Path(s.source).stem for s in answer.sources}
+        text = answer.text.lower()
+        rows.append(
+            {
+                "id": case.id,
+                "answerable": case.answerable,
+                "declined": not answer.covered,
+                "facts": all(f.lower() in text for f in case.facts),
+                "gold_cited": bool(cited & set(case.gold)),
+                "seconds": round(seconds, 2),
+            }
+        )
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    return {
+        "questions": len(rows),
+        "facts_found": _share(answerable, lambda r: r["facts"] and not r["declined"]),
+        "gold_cited": _share(answerable, lambda r: r["gold_cited"]),
+        "answerable_not_declined": _share(answerable, lambda r: not r["declined"]),
+        "unanswerable_declined": _share(unanswerable, lambda r: r["declined"]),
+        "p50_seconds": round(statistics.median(r["seconds"] for r in rows), 2) if rows else None,
+        "cases": rows,
+    }
+
+
+def _share(rows: list[dict], test: Callable[[dict], bool]) -> float | None:
+    return round(sum(1 for r in rows if test(r)) / len(rows), 3) if rows else None
 
 
 def _jsonl(path: Path) -> list[dict]:

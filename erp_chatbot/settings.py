@@ -97,6 +97,12 @@ class RetrievalSettings(Section):
     sparse_weight: float = Field(1.0, ge=0)
     candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant")
+    reranker_path: Path | None = Field(
+        None, description="local sentence-transformers CrossEncoder folder; set = rerank the fused candidates"
+    )
+    translate_queries: bool = Field(
+        False, description="also search Korean questions translated into English by the LLM; one more LLM call"
+    )
 
 
 class MemorySettings(Section):

@@ -25,6 +25,18 @@ CONDENSE = ChatPromptTemplate.from_messages(
     ]
 )
 
+TRANSLATE = ChatPromptTemplate.from_messages(
+    [
+        ("system", "You translate questions about ERP software. Reply with the translation only, on one line."),
+        (
+            "human",
+            "Translate this question into {target}. Keep product codes, ERP terms and menu names as they are "
+            "in the software.\n\nQuestion: {question}",
+        ),
+    ]
+)
+TRANSLATION_TARGET = {"en": "English", "ko": "Korean"}  # language names for the prompt
+
 _SYSTEM = {
     "en": (
         "You are an ERP assistant. You answer only from the documents you are given, in English. "

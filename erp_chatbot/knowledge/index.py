@@ -29,7 +29,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge.access import EVERYONE
-from erp_chatbot.knowledge.lexical import LexicalIndex
+from erp_chatbot.knowledge.lexical import ANALYZER, LexicalIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -288,11 +288,16 @@ def read_manifest(index_dir: Path) -> Manifest:
 
 
 def load(
-    index_dir: Path, embeddings: Embeddings, faiss_gpu: int | None = None, signing_key: str | None = None
+    index_dir: Path,
+    embeddings: Embeddings,
+    faiss_gpu: int | None = None,
+    signing_key: str | None = None,
+    stale_terms_ok: bool = False,
 ) -> KnowledgeIndex:
     """Verify the manifest's signature (when a key is set) and the files' checksums, then load.
 
-    ``load_local`` unpickles ``index.pkl``; nothing is unpickled before these checks pass.
+    ``load_local`` unpickles ``index.pkl``; nothing is unpickled before these checks pass. BM25
+    terms from an older analyzer are refused unless ``stale_terms_ok`` (ingestion, which redoes them).
     """
     FAISS, DistanceStrategy, _ = _langchain_faiss()
 
@@ -328,6 +333,11 @@ def load(
         allow_dangerous_deserialization=True,  # checksums verified above
     )
     lexical = LexicalIndex.load(folder)
+    if lexical.analyzer != ANALYZER and not stale_terms_ok:
+        raise KnowledgeIndexError(
+            f"the BM25 terms of {index_dir} come from an older analyzer ({lexical.analyzer}, now {ANALYZER}); "
+            "update it with: erp-chatbot ingest <folder>"
+        )
     if faiss_gpu is not None:
         _move_to_gpu(store, faiss_gpu)
     return KnowledgeIndex(store=store, manifest=manifest, path=folder, lexical=lexical)

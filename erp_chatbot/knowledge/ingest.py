@@ -19,6 +19,7 @@ from langchain_core.embeddings import Embeddings
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.access import AccessRules
 from erp_chatbot.knowledge.index import FileRecord, Manifest
+from erp_chatbot.knowledge.lexical import ANALYZER
 from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.knowledge.splitting import split_documents
 
@@ -68,7 +69,8 @@ def ingest(
     )
     deleted = sorted(name for name in old_files if name not in hashes)
     unchanged = len(hashes) - len(added) - len(updated)
-    if previous and not (added or updated or deleted):
+    stale_terms = previous is not None and previous.lexical.analyzer != ANALYZER
+    if previous and not (added or updated or deleted or stale_terms):
         return IngestReport([], [], [], unchanged, 0, previous.manifest.chunk_count, None)
 
     chunks = split_documents(
@@ -136,7 +138,7 @@ def _previous(
     if not same:
         logger.warning("embedding model, chunking or index format changed since the last ingest: rebuilding")
         return None
-    return index_store.load(index_dir, embeddings, signing_key=signing_key)
+    return index_store.load(index_dir, embeddings, signing_key=signing_key, stale_terms_ok=True)
 
 
 def _probe(embeddings: Embeddings) -> int:

@@ -1,10 +1,9 @@
 """The sparse side of retrieval: BM25 (``bm25s``) over language-aware terms.
 
-Terms come from Kiwi's morphological analysis (``kiwipiepy``), which handles Korean, Latin-script
-words and codes in one pass: Korean particles and endings are dropped so ``재고를`` and ``재고는``
-both index ``재고``; Latin words (tagged SL) are lower-cased and lightly stemmed, so English pages
-and English ERP terms inside Korean questions meet on the same terms; numbers and serials (SN,
-W_SERIAL) are kept whole.
+Korean terms come from Kiwi's morphological analysis (``kiwipiepy``): particles and endings are
+dropped, so ``재고를`` and ``재고는`` both index ``재고``. Latin-script words, numbers and codes,
+in English pages or inside Korean questions, are lower-cased and lightly stemmed, so English ERP
+terms meet on the same terms; a code such as ``SO-2024-001`` counts whole and by its parts.
 
 The index lives next to the FAISS files of a generation (``bm25/``), listed in the manifest's
 checksums. It is rebuilt on every ingest (BM25 statistics are corpus-wide), reusing the terms of
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +24,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 FOLDER = "bm25"
-_TERMS = "terms.json"  # [[chunk_id, [term, ...]], ...] in FAISS row order
-# content morphemes: nouns, verb/adjective roots, roots, foreign words, hanja, numbers and codes
-_KEEP = ("NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "XR", "SL", "SH", "SN", "W_SERIAL", "W_HASHTAG")
+_TERMS = "terms.json"  # {"analyzer": ANALYZER, "rows": [[chunk_id, [term, ...]], ...]} in FAISS row order
+ANALYZER = 2  # bump when ``terms`` changes: stored terms of another version are not reused
+# Korean content morphemes: nouns, numerals, pronouns, verb/adjective roots, roots, hanja. Latin
+# words and digits are taken by a regular expression instead: Kiwi splits "goods." into "go" + "ods.".
+_KOREAN_KEEP = ("NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "XR", "SH")
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+_LATIN = re.compile(r"[A-Za-z0-9]+(?:[-_/.:][A-Za-z0-9]+)*")
 _ENGLISH_STOPWORDS = frozenset(
     """a an the and or of to in on at by for with from is are was were be been do does did how what when
     where which who why can i you we it this that my our your me there here as into then""".split()  # noqa: SIM905 - a word list reads better as text
@@ -42,20 +46,27 @@ def _kiwi():
 
 
 def terms(text: str) -> list[str]:
-    """The BM25 terms of ``text``, in order."""
+    """The BM25 terms of ``text``: Korean morphemes, then Latin words and codes."""
+    return [*_korean_terms(text), *_latin_terms(text)]
+
+
+def _korean_terms(text: str) -> list[str]:
+    if not _HANGUL.search(text):
+        return []
     with _lock:  # Kiwi instances are not documented as thread-safe
         tokens = _kiwi().tokenize(text)
+    return [t.form for t in tokens if t.tag.split("-")[0] in _KOREAN_KEEP]
+
+
+def _latin_terms(text: str) -> list[str]:
+    """Words lower-cased and stemmed, stopwords dropped; a code (SO-2024-001) counts whole and by parts."""
     out = []
-    for token in tokens:
-        tag = token.tag.split("-")[0]
-        if tag not in _KEEP:
-            continue
-        form = token.form.lower()
-        if tag == "SL":
-            if form in _ENGLISH_STOPWORDS or len(form) < 2:
-                continue
-            form = _stem(form)
-        out.append(form)
+    for match in _LATIN.finditer(text):
+        token = match.group().lower()
+        parts = re.split(r"[-_/.:]", token)
+        for term in [token, *parts] if len(parts) > 1 else [token]:
+            if term and term not in _ENGLISH_STOPWORDS and (len(term) > 1 or term.isdigit()):
+                out.append(_stem(term) if term.isalpha() else term)
     return out
 
 
@@ -70,10 +81,11 @@ def _stem(word: str) -> str:
 class LexicalIndex:
     """BM25 over the chunks of one index generation; row i is chunk ``chunk_ids[i]``."""
 
-    def __init__(self, model, chunk_ids: list[str], chunk_terms: list[list[str]]) -> None:
+    def __init__(self, model, chunk_ids: list[str], chunk_terms: list[list[str]], analyzer: int | None = None) -> None:
         self.model = model
         self.chunk_ids = chunk_ids
         self.chunk_terms = chunk_terms
+        self.analyzer = ANALYZER if analyzer is None else analyzer  # None: built now, by this analyzer
 
     @classmethod
     def build(
@@ -82,7 +94,8 @@ class LexicalIndex:
         """Index ``texts``; terms of chunks already in ``previous`` are reused, not re-analysed."""
         import bm25s
 
-        known = dict(zip(previous.chunk_ids, previous.chunk_terms, strict=True)) if previous else {}
+        reusable = previous is not None and previous.analyzer == ANALYZER
+        known = dict(zip(previous.chunk_ids, previous.chunk_terms, strict=True)) if reusable else {}
         chunk_terms = [known[c] if c in known else terms(text) for c, text in zip(chunk_ids, texts, strict=True)]
         model = bm25s.BM25()
         if chunk_terms:
@@ -95,16 +108,20 @@ class LexicalIndex:
         if self.chunk_ids:
             self.model.save(str(target), show_progress=False)
         rows = [[c, t] for c, t in zip(self.chunk_ids, self.chunk_terms, strict=True)]
-        (target / _TERMS).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        data = {"analyzer": self.analyzer, "rows": rows}
+        (target / _TERMS).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
         import bm25s
 
         target = folder / FOLDER
-        rows = json.loads((target / _TERMS).read_text(encoding="utf-8"))
+        data = json.loads((target / _TERMS).read_text(encoding="utf-8"))
+        if isinstance(data, list):  # analyzer 1 stored the rows alone
+            data = {"analyzer": 1, "rows": data}
+        rows = data["rows"]
         model = bm25s.BM25.load(str(target), show_progress=False, allow_pickle=False) if rows else bm25s.BM25()
-        return cls(model, [c for c, _ in rows], [t for _, t in rows])
+        return cls(model, [c for c, _ in rows], [t for _, t in rows], data["analyzer"])
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The k best chunks by BM25 with their scores; ``allowed`` masks rows before ranking."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -16,18 +17,21 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from erp_chatbot.knowledge.access import EVERYONE
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.retrievers.fusion import Fusion, fuse
+from erp_chatbot.retrievers.reranker import CrossEncoderReranker
 from erp_chatbot.settings import Settings
 
 
 class ERPRetriever(BaseRetriever):
     """Hybrid retrieval over a ``KnowledgeIndex``: FAISS (dense) and BM25 (sparse), fused.
 
-    Each side proposes ``candidates`` chunks; ``fusion`` ranks their union (``mode`` picks one side
-    alone instead). Each returned document carries ``score`` (its true cosine similarity to the
-    question, whichever side found it), ``bm25`` (when BM25 found it), ``source``, ``title`` and
-    ``roles`` in its metadata, best first; chunks under ``score_threshold`` are dropped. Pass the
-    caller's roles as ``invoke(query, roles=[...])`` (``default_roles`` otherwise): chunks they may
-    not read are excluded inside both searches. Async calls run in a worker thread
+    Each side proposes ``candidates`` chunks per query; every candidate is then scored by every
+    side and ``fusion`` ranks them (``mode`` picks one side alone instead). ``invoke(query,
+    variants=[...])`` adds other phrasings of the question (e.g. its translation, for pages in
+    another language) as further sides. Each returned document carries ``score`` (its true cosine
+    similarity to the question, best over the phrasings), ``bm25`` (outside dense mode), ``source``,
+    ``title`` and ``roles`` in its metadata, best first; chunks under ``score_threshold`` are
+    dropped. Pass the caller's roles as ``invoke(query, roles=[...])`` (``default_roles``
+    otherwise): chunks they may not read are excluded inside both searches. Async calls run in a worker thread
     (``BaseRetriever``'s default), which suits the blocking searches.
     """
 
@@ -44,17 +48,22 @@ class ERPRetriever(BaseRetriever):
     candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
     rrf_k: int = Field(60, gt=0)
     query_cache_size: int = Field(1024, ge=0, description="recent query vectors kept (0 = none)")
+    reranker: CrossEncoderReranker | None = Field(None, description="reorders the fused candidates when set")
     default_roles: list[str] = Field(default_factory=lambda: [EVERYONE], description="roles when a call names none")
     _vectors: OrderedDict[str, list[float]] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
-    def from_settings(cls, index: KnowledgeIndex, embeddings: Embeddings, settings: Settings) -> ERPRetriever:
+    def from_settings(
+        cls, index: KnowledgeIndex, embeddings: Embeddings, settings: Settings, device: str = "cpu"
+    ) -> ERPRetriever:
         retrieval = settings.retrieval
+        path = retrieval.reranker_path
         return cls(
             index=index,
             embeddings=embeddings,
             default_roles=settings.access.default_roles,
+            reranker=CrossEncoderReranker(path, device, settings.embeddings.batch_size) if path else None,
             **retrieval.model_dump(include=set(cls.model_fields) & set(type(retrieval).model_fields)),
         )
 
@@ -65,35 +74,50 @@ class ERPRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         roles: Sequence[str] | None = None,
         k: int | None = None,
+        variants: Sequence[str] = (),
     ) -> list[Document]:
+        """``variants``: other phrasings of ``query`` (e.g. its translation), searched and fused too."""
         if not query.strip():
             return []
         roles = self.default_roles if roles is None else roles
-        vector = self._embed(query)
+        queries = [query, *(v for v in variants if v.strip() and v != query)]
+        vectors = [self._embed(q) for q in queries]
         depth = max(self.candidates, k or self.k)
-        dense = self.index.search(vector, depth, roles) if self.mode != "sparse" else []
-        sparse = self.index.search_lexical(query, depth, roles) if self.mode != "dense" else []
-        found = {doc.id: doc for doc, _ in [*dense, *sparse]}
-        cosine = self._complete(dict((d.id, s) for d, s in dense), found, lambda docs: self.index.cosines(vector, docs))
-        bm25 = dict((d.id, s) for d, s in sparse)
-        if self.mode == "hybrid":
-            scores, bm25_distribution = self.index.bm25_scores(query, list(found.values()))
-            bm25 = dict(zip(found, scores, strict=True))
-            distributions = [self.index.cosine_distribution(vector), bm25_distribution]
-            weights = [self.dense_weight, self.sparse_weight]
-            order = fuse([cosine, bm25], weights, self.fusion, self.rrf_k, distributions)
+        dense = [self.index.search(v, depth, roles) for v in vectors] if self.mode != "sparse" else []
+        sparse = [self.index.search_lexical(q, depth, roles) for q in queries] if self.mode != "dense" else []
+        found = {doc.id: doc for hits in [*dense, *sparse] for doc, _ in hits}
+        if not found:
+            return []
+        sides: list[_Side] = []
+        cosines = [dict(zip(found, self.index.cosines(v, found.values()), strict=True)) for v in vectors]
+        if self.mode != "sparse":
+            sides += [
+                _Side("dense", c, self.index.cosine_distribution(v)) for c, v in zip(cosines, vectors, strict=True)
+            ]
+        if self.mode != "dense":
+            for q in queries:
+                scores, distribution = self.index.bm25_scores(q, list(found.values()))
+                sides.append(_Side("sparse", dict(zip(found, scores, strict=True)), distribution))
+        weight = {"dense": self.dense_weight, "sparse": self.sparse_weight}
+        if len(sides) > 1:
+            ranked = [s.scores for s in sides]
+            order = fuse(
+                ranked, [weight[s.kind] for s in sides], self.fusion, self.rrf_k, [s.distribution for s in sides]
+            )
         else:
-            order = [d.id for d, _ in (dense or sparse)]
-        kept = [doc_id for doc_id in order if cosine[doc_id] >= self.score_threshold][: k or self.k]
-        return [self._hit(found[doc_id], cosine[doc_id], bm25.get(doc_id)) for doc_id in kept]
+            order = sorted(found, key=lambda doc_id: sides[0].scores[doc_id], reverse=True)
+        cosine = {doc_id: max(c[doc_id] for c in cosines) for doc_id in found}
+        kept = [doc_id for doc_id in order if cosine[doc_id] >= self.score_threshold]
+        bm25 = [s.scores for s in sides if s.kind == "sparse"]
+        hits = [self._hit(found[i], cosine[i], max(b[i] for b in bm25) if bm25 else None) for i in kept]
+        return self._rerank(query, hits[: self.candidates])[: k or self.k] if self.reranker else hits[: k or self.k]
 
-    @staticmethod
-    def _complete(
-        scores: dict[str, float], found: dict[str, Document], score: Callable[[list[Document]], list[float]]
-    ) -> dict[str, float]:
-        """``scores`` for every found chunk: those one side did not propose are scored by it now."""
-        missing = [doc for doc_id, doc in found.items() if doc_id not in scores]
-        return {**scores, **dict(zip([d.id for d in missing], score(missing), strict=True))} if missing else scores
+    def _rerank(self, query: str, hits: list[Document]) -> list[Document]:
+        """The fused candidates reordered by the cross-encoder (score in ``metadata["rerank"]``)."""
+        scores = self.reranker.scores(query, [doc.page_content for doc in hits])
+        for doc, score in zip(hits, scores, strict=True):
+            doc.metadata["rerank"] = score
+        return sorted(hits, key=lambda doc: doc.metadata["rerank"], reverse=True)
 
     @staticmethod
     def _hit(doc: Document, cosine: float, bm25: float | None) -> Document:
@@ -115,3 +139,10 @@ class ERPRetriever(BaseRetriever):
                 while len(self._vectors) > self.query_cache_size:
                     self._vectors.popitem(last=False)
         return vector
+
+
+@dataclass(frozen=True)
+class _Side:
+    kind: Literal["dense", "sparse"]
+    scores: dict[str, float]  # every candidate's score on this side
+    distribution: tuple[float, float]  # mean and deviation of this side's scores over the whole corpus

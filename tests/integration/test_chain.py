@@ -110,3 +110,23 @@ def test_health_reports_model_index_and_redis(bot):
     health = bot.health()
     assert health["index"]["chunks"] > 0 and health["index"]["embedding_model"] == "multilingual-e5-small"
     assert health["memory"] == {"backend": "redis", "ok": True}
+
+
+def test_translation_adds_a_query_variant_for_retrieval(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, session_id):
+    settings = tiny_settings(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, retrieval={"translate_queries": True})
+    translating = ERPChatbot.from_settings(settings)
+    calls = LLMCalls()
+    out = translating.as_runnable().invoke({"question": "재고 이동은 어디서 확인하나요?"}, config(session_id, calls))
+    assert len(calls.prompts) == 2  # the translation, then the answer
+    assert "You translate questions" in calls.prompts[0] and "into English" in calls.prompts[0]
+    assert out["sources"] and out["answer"]  # the random model's translation is unusable: the original still serves
+
+
+def test_only_a_one_line_translation_in_the_target_language_is_used():
+    from erp_chatbot.chains.rag import usable_translation
+
+    question = "재고 이동은 어디서 확인하나요?"
+    assert usable_translation(' "Where do I check stock moves?" ', question, "en") == ["Where do I check stock moves?"]
+    assert usable_translation("재고 이동을 확인하는 곳", question, "en") == []
+    assert usable_translation("Where?\nInventory > Reporting", question, "en") == []
+    assert usable_translation("word " * 100, question, "en") == []

@@ -83,3 +83,39 @@ def test_demo_gguf_becomes_a_registered_version(tmp_path):
     listed = json.loads(cli("models", "list", "--config", str(config), "--json").stdout)
     assert listed["active"] == "v1" and listed["versions"]["v1"]["kind"] == "gguf"
     assert (tmp_path / "home" / "registry" / "versions" / "v1" / "config.json").is_file()
+
+
+def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir):
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {"id": "a", "question": "How do I approve a vendor bill?", "gold": ["vendor-bill-approval.en"], "facts": []},
+        {
+            "question": "재고 이동은 어디서 확인하나요?",
+            "gold": ["inventory/stock-moves.ko.md"],
+            "facts": ["ZZZ-NOT-THERE"],
+        },
+        {"id": "u", "question": "Who won the 2018 world cup?", "answerable": False},
+    ]
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    config = tmp_path / "erp.yaml"
+    settings = {
+        "home": str(tmp_path / "home"),
+        "llm": {"model_path": str(tiny_lm_dir), "max_new_tokens": 8, "temperature": 0},
+        "embeddings": {"model_path": str(e5_dir)},
+        "knowledge": {"index_dir": str(sample_index_dir)},
+        "memory": {"redis_url": None},
+        "cache": {"enabled": False},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    result = cli("eval", "answers", "--dataset", str(questions), "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["questions"] == 3 and report["gold_cited"] == 1.0
+    assert report["facts_found"] == 0.5  # no facts asked of the first; an absent one asked of the second
+    assert report["answerable_not_declined"] == 1.0 and report["unanswerable_declined"] == 0.0  # cosine only
+    assert [c["id"] for c in report["cases"]] == ["a", "2", "u"] and report["p50_seconds"] > 0
+    assert read_scores(tmp_path / "home" / "evaluations.json")["answers-facts:questions"]["value"] == 0.5
+
+    questions.write_text(json.dumps({"question": "Where?", "answerable": True}))
+    refused = cli("eval", "answers", "--dataset", str(questions), "--config", str(config))
+    assert refused.returncode != 0 and "needs its 'gold' pages" in refused.stderr

@@ -304,3 +304,68 @@ def test_every_mode_finds_the_page_and_reports_true_cosines(sample_index, embedd
     expected = sample_index.cosines(embeddings.embed_query(query), docs)
     assert [d.metadata["score"] for d in docs] == pytest.approx(expected, abs=1e-5)
     assert ("bm25" in docs[0].metadata) == (mode != "dense")
+
+
+def test_a_translated_variant_finds_the_page_in_the_other_language(sample_index, embeddings):
+    retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=4, score_threshold=-1.0)
+    question = "재고 이동은 어디서 확인하나요?"
+    alone = retriever.invoke(question)
+    both = retriever.invoke(question, variants=["Where do I check stock moves?"])
+    sources = [d.metadata["source"] for d in both]
+    assert {"inventory/stock-moves.ko.md", "inventory/stock-moves.en.md"} <= set(sources)
+    english = next(d for d in both if d.metadata["source"] == "inventory/stock-moves.en.md")
+    assert english.metadata["bm25"] > 0  # found by English words, which the Korean question has none of
+    assert max(d.metadata["score"] for d in both) >= max(d.metadata["score"] for d in alone)
+
+
+def test_terms_from_an_older_analyzer_are_refused_then_redone_by_ingest(tmp_path, embeddings, monkeypatch):
+    from erp_chatbot.knowledge import ingest as ingest_module
+    from erp_chatbot.knowledge import lexical
+
+    docs, index_dir = indexed_copy(tmp_path, embeddings, "hr")
+    newer = lexical.ANALYZER + 1
+    for module in (lexical, index_store, ingest_module):
+        monkeypatch.setattr(module, "ANALYZER", newer)
+    with pytest.raises(KnowledgeIndexError, match="older analyzer"):
+        index_store.load(index_dir, embeddings)
+    report = run_ingest(docs, index_dir, embeddings)  # no file changed, but the terms are redone
+    assert report.chunks_embedded == 0 and report.generation is not None
+    assert index_store.load(index_dir, embeddings).lexical.analyzer == newer
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory, e5_dir):
+    """A random one-layer XLM-R cross-encoder over e5's tokenizer: plumbing only, no model ships."""
+    import torch
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    path = tmp_path_factory.mktemp("cross-encoder")
+    tokenizer = AutoTokenizer.from_pretrained(e5_dir)
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=514,
+        num_labels=1,
+    )
+    XLMRobertaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_reranker_reorders_the_fused_candidates(sample_index, embeddings, tiny_cross_encoder):
+    from erp_chatbot.retrievers.reranker import CrossEncoderReranker
+
+    plain = ERPRetriever(index=sample_index, embeddings=embeddings, k=20, score_threshold=-1.0, candidates=6)
+    pool = plain.invoke("How do I approve a vendor bill?")[:6]
+    reranker = CrossEncoderReranker(tiny_cross_encoder)
+    reranked = plain.model_copy(update={"reranker": reranker, "k": 3}).invoke("How do I approve a vendor bill?")
+    expected = reranker.scores("How do I approve a vendor bill?", [d.page_content for d in pool])
+    best = sorted(zip(expected, [d.id for d in pool], strict=True), reverse=True)[:3]
+    assert [d.id for d in reranked] == [doc_id for _, doc_id in best]
+    assert [d.metadata["rerank"] for d in reranked] == pytest.approx([score for score, _ in best])
+    with pytest.raises(FileNotFoundError, match="reranker_path"):
+        CrossEncoderReranker(sample_index.path)
