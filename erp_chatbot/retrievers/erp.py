@@ -88,8 +88,19 @@ class ERPRetriever(BaseRetriever):
         found = {doc.id: doc for hits in [*dense, *sparse] for doc, _ in hits}
         if not found:
             return []
-        sides: list[_Side] = []
         cosines = [dict(zip(found, self.index.cosines(v, found.values()), strict=True)) for v in vectors]
+        sides = self._sides(queries, vectors, cosines, found)
+        cosine = {doc_id: max(c[doc_id] for c in cosines) for doc_id in found}
+        kept = [doc_id for doc_id in self._order(sides, found) if cosine[doc_id] >= self.score_threshold]
+        bm25 = [s.scores for s in sides if s.kind == "sparse"]
+        hits = [self._hit(found[i], cosine[i], max(b[i] for b in bm25) if bm25 else None) for i in kept]
+        return self._rerank(query, hits[: self.candidates])[: k or self.k] if self.reranker else hits[: k or self.k]
+
+    def _sides(
+        self, queries: list[str], vectors: list[list[float]], cosines: list[dict[str, float]], found: dict
+    ) -> list[_Side]:
+        """Every candidate's score on each side in play, with that side's corpus distribution."""
+        sides = []
         if self.mode != "sparse":
             sides += [
                 _Side("dense", c, self.index.cosine_distribution(v)) for c, v in zip(cosines, vectors, strict=True)
@@ -98,19 +109,14 @@ class ERPRetriever(BaseRetriever):
             for q in queries:
                 scores, distribution = self.index.bm25_scores(q, list(found.values()))
                 sides.append(_Side("sparse", dict(zip(found, scores, strict=True)), distribution))
+        return sides
+
+    def _order(self, sides: list[_Side], found: dict) -> list[str]:
+        if len(sides) == 1:
+            return sorted(found, key=lambda doc_id: sides[0].scores[doc_id], reverse=True)
         weight = {"dense": self.dense_weight, "sparse": self.sparse_weight}
-        if len(sides) > 1:
-            ranked = [s.scores for s in sides]
-            order = fuse(
-                ranked, [weight[s.kind] for s in sides], self.fusion, self.rrf_k, [s.distribution for s in sides]
-            )
-        else:
-            order = sorted(found, key=lambda doc_id: sides[0].scores[doc_id], reverse=True)
-        cosine = {doc_id: max(c[doc_id] for c in cosines) for doc_id in found}
-        kept = [doc_id for doc_id in order if cosine[doc_id] >= self.score_threshold]
-        bm25 = [s.scores for s in sides if s.kind == "sparse"]
-        hits = [self._hit(found[i], cosine[i], max(b[i] for b in bm25) if bm25 else None) for i in kept]
-        return self._rerank(query, hits[: self.candidates])[: k or self.k] if self.reranker else hits[: k or self.k]
+        weights = [weight[side.kind] for side in sides]
+        return fuse([s.scores for s in sides], weights, self.fusion, self.rrf_k, [s.distribution for s in sides])
 
     def _rerank(self, query: str, hits: list[Document]) -> list[Document]:
         """The fused candidates reordered by the cross-encoder (score in ``metadata["rerank"]``)."""
