@@ -158,14 +158,11 @@ class KnowledgeIndex:
 
     def search_lexical(self, query: str, k: int, roles: Iterable[str] = (EVERYONE,)) -> list[tuple[Document, float]]:
         """The k best chunks ``roles`` may read by BM25, with their BM25 scores (masked before ranking)."""
-        if self.lexical is None:
-            raise KnowledgeIndexError(f"the index at {self.path} has no BM25 index; rebuild it with erp-chatbot ingest")
         allowed = self.readable_rows(roles)
         if allowed is not None and allowed.size == 0:
             return []
-        return [
-            (self.store.docstore.search(chunk_id), score) for chunk_id, score in self.lexical.search(query, k, allowed)
-        ]
+        hits = self._bm25.search(query, k, allowed)
+        return [(self.store.docstore.search(chunk_id), score) for chunk_id, score in hits]
 
     def cosines(self, query_vector: list[float], documents: Iterable[Document]) -> list[float]:
         """Cosine similarity of each indexed chunk to ``query_vector`` (for hits found by BM25)."""
@@ -177,9 +174,13 @@ class KnowledgeIndex:
 
     def bm25_scores(self, query: str, documents: Iterable[Document]) -> tuple[list[float], tuple[float, float]]:
         """BM25 score of each chunk for ``query``, and the mean and deviation over all chunks."""
+        return self._bm25.scores(query, [self._row_of_chunk[doc.id] for doc in documents])
+
+    @property
+    def _bm25(self) -> LexicalIndex:
         if self.lexical is None:
             raise KnowledgeIndexError(f"the index at {self.path} has no BM25 index; rebuild it with erp-chatbot ingest")
-        return self.lexical.scores(query, [self._row_of_chunk[doc.id] for doc in documents])
+        return self.lexical
 
     def cosine_distribution(self, query_vector: list[float]) -> tuple[float, float]:
         """Mean and deviation of the cosine of ``query_vector`` over all chunks, from the vectors' moments."""
@@ -210,9 +211,12 @@ class KnowledgeIndex:
 
     def readable_rows(self, roles: Iterable[str]) -> np.ndarray | None:
         """FAISS rows ``roles`` may read; None when that is every row."""
+        return self._readable_rows(frozenset(roles))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - per role set, for the index's lifetime
+    def _readable_rows(self, roles: frozenset[str]) -> np.ndarray | None:
         import numpy as np
 
-        roles = set(roles)
         if EVERYONE in roles or not self._rows_by_role:
             return None
         parts = [self._public_rows, *(self._rows_by_role[r] for r in roles if r in self._rows_by_role)]

@@ -127,21 +127,27 @@ class LexicalIndex:
         """The k best chunks by BM25 with their scores; ``allowed`` masks rows before ranking."""
         import numpy as np
 
-        query_terms = [t for t in terms(query) if t in self.model.vocab_dict]
-        if not query_terms or not self.chunk_ids:
+        every = self._scores(query)
+        if every is None:
             return []
-        mask = None
         if allowed is not None:
-            mask = np.zeros(len(self.chunk_ids), dtype="float32")
-            mask[allowed] = 1.0
-        k = min(k, len(self.chunk_ids))
-        rows, scores = self.model.retrieve([query_terms], k=k, show_progress=False, weight_mask=mask, n_threads=1)
-        return [(self.chunk_ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
+            readable = np.zeros(every.size, dtype=bool)
+            readable[allowed] = True
+            every = np.where(readable, every, 0.0)
+        k = min(k, every.size)
+        top = np.argpartition(-every, k - 1)[:k]
+        top = top[np.argsort(-every[top], kind="stable")]
+        return [(self.chunk_ids[int(row)], float(every[row])) for row in top if every[row] > 0]
 
     def scores(self, query: str, rows: Sequence[int]) -> tuple[list[float], tuple[float, float]]:
         """BM25 scores of ``query`` for the chunks at ``rows``, and their mean and deviation over all chunks."""
-        query_terms = [t for t in terms(query) if t in self.model.vocab_dict]
-        if not query_terms or not self.chunk_ids:
+        every = self._scores(query)
+        if every is None:
             return [0.0] * len(rows), (0.0, 0.0)
-        every = self.model.get_scores(query_terms)
         return [float(every[row]) for row in rows], (float(every.mean()), float(every.std()))
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - the index lives as long as its cache; one retrieval asks twice
+    def _scores(self, query: str) -> np.ndarray | None:
+        """BM25 scores of ``query`` for every chunk; None when it shares no term with the index."""
+        query_terms = [t for t in terms(query) if t in self.model.vocab_dict] if self.chunk_ids else []
+        return self.model.get_scores(query_terms) if query_terms else None
