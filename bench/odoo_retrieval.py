@@ -10,7 +10,7 @@ With --translate, the demo LLM also translates each Korean question into English
 prompt, greedy) and the modes are repeated with the translation as a query variant; the
 translation's own latency is reported apart.
 
-Writes bench/results/odoo-retrieval.json.   python bench/odoo_retrieval.py [--index DIR] [--translate]
+Writes bench/results/odoo-retrieval.json.   python bench/odoo_retrieval.py [--index DIR] [--translate] [--config FILE]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from erp_chatbot.devices import detect_gpus, plan_devices
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.ingest import ingest
 from erp_chatbot.models.embeddings import load_embeddings
+from erp_chatbot.models.llm import llm_path
 from erp_chatbot.retrievers.erp import ERPRetriever
 from erp_chatbot.settings import Settings
 
@@ -45,8 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, help="index folder to build or reuse (default: a temporary one)")
     parser.add_argument("--translate", action="store_true", help="also run with LLM translations as variants")
+    parser.add_argument("--config", type=Path, help="settings YAML (e.g. the LLM that translates)")
     args = parser.parse_args()
-    settings = Settings()
+    settings = Settings.from_yaml(args.config) if args.config else Settings()
     embeddings = load_embeddings(settings, plan_devices(settings, detect_gpus()).embeddings_device)
     questions = [json.loads(line) for line in DATASET.read_text(encoding="utf-8").splitlines() if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,6 +72,7 @@ def main() -> None:
         }
         if args.translate:
             variants, result["translation"] = translate(questions, settings)
+            result["translation"]["model"] = f"{settings.llm.backend}:{llm_path(settings).name}"
             for mode in MODES:
                 result["modes"][f"{mode}+translation"] = evaluate(
                     index, embeddings, questions, settings, mode, variants
@@ -103,7 +106,7 @@ def translate(questions, settings: Settings) -> tuple[dict[str, list[str]], dict
     from erp_chatbot.chains.prompts import TRANSLATE, TRANSLATION_TARGET
     from erp_chatbot.chains.rag import usable_translation
     from erp_chatbot.devices import plan_devices
-    from erp_chatbot.models.llm import bounded, build_llm, llm_path
+    from erp_chatbot.models.llm import bounded, build_llm
 
     plan = plan_devices(settings, detect_gpus())
     llm = build_llm(llm_path(settings), settings.llm, plan.llm, batching=None)

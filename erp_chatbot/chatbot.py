@@ -18,11 +18,12 @@ from typing import Annotated, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseLanguageModel
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig, RunnableLambda
 from pydantic import AfterValidator, BaseModel, Field, create_model
 
-from erp_chatbot.chains.rag import build_rag_chain
-from erp_chatbot.devices import LLMPlacement
+from erp_chatbot.chains.rag import build_rag_chain, merge_chunks
+from erp_chatbot.devices import CPU_PLACEMENT, LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
@@ -82,9 +83,17 @@ class Answer(BaseModel):
     session_id: str
     language: str
     standalone_question: str
-    covered: bool = Field(description="False when no document cleared the threshold")
+    covered: bool = Field(description="False when no document cleared the threshold, or the answer declines")
+    grounded: bool = Field(True, description="False when the answer states names or numbers no document holds")
+    unsupported: list[str] = Field(default_factory=list, description="those names, menu steps and numbers")
     cached: bool = Field(False, description="True when the response cache answered")
     timings: dict[str, float] = Field(description="seconds: retrieval, total")
+
+
+class Grounding(BaseModel):
+    declined: bool = Field(description="the answer says the documents do not cover the question")
+    supported: bool = Field(description="every name, menu step and number it states is in a retrieved chunk")
+    unsupported: list[str]
 
 
 class ChainOutput(BaseModel):
@@ -97,6 +106,7 @@ class ChainOutput(BaseModel):
     retrieval_seconds: float
     cached: bool
     answer: str
+    grounding: Grounding | None = None
 
 
 class _SessionBound(RunnableBinding):
@@ -147,6 +157,7 @@ class ERPChatbot:
     def _install(self, llm: BaseLanguageModel, cache: AnswerCache | None) -> None:
         """Swap in a model: requests already running keep the chain they started with."""
         rewriter = bounded(llm, self.settings.llm.rewrite_max_new_tokens)
+        count_tokens = _token_counter(llm)
         chain = build_rag_chain(
             llm,
             self.retriever,
@@ -156,9 +167,16 @@ class ERPChatbot:
             cache=cache,
             index_version=lambda: self.index.version,
             translate=self.settings.retrieval.translate_queries,
+            document_tokens=self.settings.llm.prompt_document_tokens,
+            count_tokens=count_tokens,
         ).with_config(callbacks=[self._metrics_handler])
-        self._metrics_handler.count_tokens = _token_counter(llm)
+        self._metrics_handler.count_tokens = count_tokens
         self.llm, self.cache, self._chain = llm, cache, chain
+
+    def use_retriever(self, retriever: BaseRetriever) -> None:
+        """Answer from ``retriever`` from now on (evaluation's oracle, a custom search)."""
+        self.retriever = retriever
+        self._install(self.llm, self.cache)
 
     # ------------------------------------------------------------------ construction
 
@@ -201,16 +219,19 @@ class ERPChatbot:
     # (``access.default_roles`` when None).
 
     def ask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
+        """The complete answer (streamed inside, so ``timings`` holds the time to its first token)."""
         session_id = self._session(session_id)
-        start = time.perf_counter()
-        output = self._live().invoke(self._input(question), self._config(session_id, roles))
-        return _answer(output, session_id, time.perf_counter() - start)
+        timer = _Timer()
+        for chunk in self._live().stream(self._input(question), self._config(session_id, roles)):
+            timer.add(chunk)
+        return timer.answer(session_id)
 
     async def aask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         session_id = self._session(session_id)
-        start = time.perf_counter()
-        output = await self._live().ainvoke(self._input(question), self._config(session_id, roles))
-        return _answer(output, session_id, time.perf_counter() - start)
+        timer = _Timer()
+        async for chunk in self._live().astream(self._input(question), self._config(session_id, roles)):
+            timer.add(chunk)
+        return timer.answer(session_id)
 
     def stream(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Iterator[str]:
         """Answer text as it is generated (the turn is stored once the stream ends)."""
@@ -255,7 +276,7 @@ class ERPChatbot:
         from erp_chatbot.models.llm import build_llm, model_version
         from erp_chatbot.runtime.cache import AnswerCache
 
-        placement = self._placement or _cpu_placement()
+        placement = self._placement or CPU_PLACEMENT
         llm = build_llm(model_dir, self.settings.llm, placement, self.settings.batching)
         cache = AnswerCache(self.cache.backend, model_version(model_dir, self.settings.llm)) if self.cache else None
         self._install(llm, cache)
@@ -269,8 +290,8 @@ class ERPChatbot:
 
     def _live(self) -> Runnable:
         """The current chain, after noticing (cheaply) whether the registry's active version moved."""
-        if self.settings.llm.model_path is None:
-            self._follow_registry()
+        if self.settings.llm.model_path is None and self.settings.llm.backend == "transformers":
+            self._follow_registry()  # registry versions are HF folders
         return self._chain
 
     def _follow_registry(self) -> None:
@@ -336,24 +357,47 @@ logger = logging.getLogger(__name__)
 
 def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
     """Counts tokens with the model's own tokenizer (words, for models without one)."""
+    from erp_chatbot.models.llama_cpp import LlamaCppChat
+
+    if isinstance(llm, LlamaCppChat):
+        return llm.get_num_tokens
     tokenizer = getattr(llm, "tokenizer", None) or getattr(getattr(llm, "pipeline", None), "tokenizer", None)
     if tokenizer is None:
         return lambda text: len(text.split())
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _cpu_placement() -> LLMPlacement:
-    return LLMPlacement("cpu", None, False, "float32", on_gpu=False)
+class _Timer:
+    """Merges a streamed turn and notes when its first answer token came."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.output: dict = {}
+
+    def add(self, chunk: dict) -> None:
+        if chunk.get("answer") and self.first is None:
+            self.first = time.perf_counter() - self.start
+        self.output = merge_chunks(self.output, chunk)
+
+    def answer(self, session_id: str) -> Answer:
+        result = _answer(self.output, session_id, time.perf_counter() - self.start)
+        if self.first is not None:
+            result.timings["first_token"] = self.first
+        return result
 
 
 def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
+    grounding = output.get("grounding") or {}
     return Answer(
         text=output["answer"].strip(),
         sources=[Source(**s) for s in output["sources"]],
         session_id=session_id,
         language=output["language"],
         standalone_question=output["standalone_question"],
-        covered=bool(output["sources"]),
+        covered=bool(output["sources"]) and not grounding.get("declined", False),
+        grounded=grounding.get("supported", True),
+        unsupported=grounding.get("unsupported", []),
         cached=output.get("cached", False),
         timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
     )

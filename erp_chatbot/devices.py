@@ -38,6 +38,9 @@ class LLMPlacement:
     on_gpu: bool
 
 
+CPU_PLACEMENT = LLMPlacement("cpu", None, False, "float32", on_gpu=False)
+
+
 @dataclass(frozen=True)
 class DevicePlan:
     llm: LLMPlacement
@@ -89,11 +92,12 @@ def _plan_llm(settings: Settings, gpus: GPUInventory, notes: list[str]) -> LLMPl
     wanted = slot.gpu_ids
     missing = [i for i in wanted if i >= gpus.count]
     if not wanted or missing:
+        how = "through llama.cpp" if settings.llm.backend == "llama-cpp" else "in float32"
         notes.append(
-            f"LLM on CPU in float32: configured GPUs {wanted} but {gpus.count} visible"
-            + (" (8-bit needs CUDA)" if settings.llm.load_in_8bit else "")
+            f"LLM on CPU {how}: configured GPUs {wanted} but {gpus.count} visible"
+            + (" (8-bit needs CUDA)" if settings.llm.load_in_8bit and settings.llm.backend == "transformers" else "")
         )
-        return LLMPlacement("cpu", None, False, "float32", on_gpu=False)
+        return CPU_PLACEMENT
     load_in_8bit = settings.llm.load_in_8bit and gpus.bitsandbytes
     if settings.llm.load_in_8bit and not gpus.bitsandbytes:
         notes.append("LLM in float16, not 8-bit: bitsandbytes is not installed (extra 'gpu')")

@@ -6,16 +6,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
 
+from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.settings import RetrievalSettings
 
 if TYPE_CHECKING:
@@ -127,10 +131,14 @@ class AnswerCase:
     gold: list[str]  # page paths or file stems; any one counts
     facts: list[str]  # strings the answer must contain (case-insensitive)
     answerable: bool
+    language: Language
 
 
 def load_answer_cases(path: Path) -> list[AnswerCase]:
-    """Read a JSONL question set; each line needs ``question``, and ``gold``/``facts`` when answerable."""
+    """Read a JSONL question set; each line needs ``question``, and ``gold``/``facts`` when answerable.
+
+    ``language`` ("en"/"ko") is detected from the question when a line does not give it.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a JSONL file of questions")
     cases = []
@@ -140,43 +148,100 @@ def load_answer_cases(path: Path) -> list[AnswerCase]:
         answerable = bool(row.get("answerable", True))
         if answerable and not row.get("gold"):
             raise ValueError(f"{path} line {number}: an answerable question needs its 'gold' pages")
+        language = row.get("language") or detect_language(row["question"])
+        if language not in ("en", "ko"):
+            raise ValueError(f"{path} line {number}: 'language' must be 'en' or 'ko', not {language!r}")
         cases.append(
             AnswerCase(
-                str(row.get("id", number)), row["question"], row.get("gold", []), row.get("facts", []), answerable
+                str(row.get("id", number)),
+                row["question"],
+                row.get("gold", []),
+                row.get("facts", []),
+                answerable,
+                language,
             )
         )
     return cases
 
 
+class OracleRetriever(BaseRetriever):
+    """The ceiling retrieval cannot raise: for a question of the set, the ``k`` chunks of its gold
+    pages closest to it (by the index's own embeddings); for anything else, the same as none."""
+
+    index: Any
+    embeddings: Any
+    gold: dict[str, list[str]]  # question -> gold page stems
+    k: int = 3
+
+    def _get_relevant_documents(self, query: str, *, run_manager: Any = None, **_: Any) -> list[Document]:
+        pages = set(self.gold.get(query, []))
+        store = self.index.store
+        chunks = [store.docstore.search(cid) for cid in store.index_to_docstore_id.values()]
+        chunks = [c for c in chunks if {c.metadata.get("source", ""), Path(c.metadata.get("source", "")).stem} & pages]
+        if not chunks:
+            return []
+        cosines = self.index.cosines(self.embeddings.embed_query(query), chunks)
+        ranked = sorted(zip(cosines, chunks, strict=True), key=lambda pair: pair[0], reverse=True)[: self.k]
+        return [Document(c.page_content, id=c.id, metadata={**c.metadata, "score": s}) for s, c in ranked]
+
+
 def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) -> dict:
-    """Ask each question in a new session; count facts found, gold pages cited, declines, time."""
-    rows = []
-    for case in cases:
-        start = time.perf_counter()
-        answer = ask(case.question)
-        seconds = time.perf_counter() - start
-        cited = {s.source for s in answer.sources} | {Path(s.source).stem for s in answer.sources}
-        text = answer.text.lower()
-        rows.append(
-            {
-                "id": case.id,
-                "answerable": case.answerable,
-                "declined": not answer.covered,
-                "facts": all(f.lower() in text for f in case.facts),
-                "gold_cited": bool(cited & set(case.gold)),
-                "seconds": round(seconds, 2),
-            }
-        )
+    """Ask each question in a new session and score the answer, overall and per language.
+
+    Per answer: expected facts found (and not declined), a gold page cited, answered in the
+    question's language, declined, grounded (``chains.grounding``), seconds to the complete
+    answer and to its first token.
+    """
+    rows = [_score(case, ask) for case in cases]
+    report: dict[str, Any] = _summary(rows)
+    report["by_language"] = {
+        language: _summary([r for r in rows if r["language"] == language]) for language in ("en", "ko")
+    }
+    return {**report, "cases": rows}
+
+
+def _score(case: AnswerCase, ask: Callable[[str], Answer]) -> dict:
+    start = time.perf_counter()
+    answer = ask(case.question)
+    seconds = time.perf_counter() - start
+    cited = {s.source for s in answer.sources} | {Path(s.source).stem for s in answer.sources}
+    text = answer.text.lower()
+    return {
+        "id": case.id,
+        "language": case.language,
+        "answerable": case.answerable,
+        "declined": not answer.covered,
+        "facts": all(f.lower() in text for f in case.facts),
+        "gold_cited": bool(cited & set(case.gold)),
+        "in_language": answer_language(answer.text) == case.language,
+        "grounded": answer.grounded,
+        "seconds": round(seconds, 2),
+        "first_token_seconds": answer.timings.get("first_token"),
+        "answer": answer.text,
+    }
+
+
+def answer_language(text: str) -> Language:
+    """The language of an answer's prose: quoted names and menu paths may stay as the UI shows them."""
+    prose = re.sub(r"\*\*.+?\*\*|\*[^*\n]+\*|`[^`]+`|\"[^\"]+\"|[^\s]*[‣>][^\s]*", " ", text)
+    return detect_language(prose)
+
+
+def _summary(rows: list[dict]) -> dict:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
+    answered = [r for r in rows if not r["declined"]]
+    first_tokens = [r["first_token_seconds"] for r in rows if r["first_token_seconds"] is not None]
     return {
         "questions": len(rows),
         "facts_found": _share(answerable, lambda r: r["facts"] and not r["declined"]),
         "gold_cited": _share(answerable, lambda r: r["gold_cited"]),
+        "in_language": _share(answered, lambda r: r["in_language"]),
         "answerable_not_declined": _share(answerable, lambda r: not r["declined"]),
         "unanswerable_declined": _share(unanswerable, lambda r: r["declined"]),
+        "grounded": _share(answered, lambda r: r["grounded"]),
         "p50_seconds": round(statistics.median(r["seconds"] for r in rows), 2) if rows else None,
-        "cases": rows,
+        "p50_first_token_seconds": round(statistics.median(first_tokens), 2) if first_tokens else None,
     }
 
 

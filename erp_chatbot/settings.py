@@ -33,7 +33,7 @@ class Section(BaseModel):
 class Slot(Section):
     """Where one workload runs: its GPUs and its memory limits."""
 
-    gpu_ids: list[int] = Field(default_factory=list)
+    gpu_ids: list[int] = Field(default_factory=list, description="GPUs it runs on")
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of each GPU it may fill")
     memory_gib: int = Field(32, gt=0, description="host memory limit of its container")
 
@@ -44,34 +44,54 @@ class ResourceSettings(Section):
     llm: Slot = Slot(gpu_ids=[0, 1], memory_gib=64)
     vector_search: Slot = Slot(gpu_ids=[2], memory_gib=32)
     training: Slot = Slot(gpu_ids=[2], memory_gib=32)
-    redis_maxmemory_gib: int = 16
+    redis_maxmemory_gib: int = Field(16, description="Redis maxmemory (deployment; the cache evicts allkeys-lru)")
 
 
 class LLMSettings(Section):
-    model_path: Path | None = Field(None, description="local HF folder; unset = bundled demo model")
-    temperature: float = Field(0.7, ge=0)
-    max_new_tokens: int = Field(2048, gt=0)
+    backend: Literal["transformers", "llama-cpp"] = Field(
+        "transformers",
+        description="transformers: HuggingFacePipeline (GPUs, 8-bit); llama-cpp: a GGUF file through llama.cpp",
+    )
+    model_path: Path | None = Field(
+        None, description="local HF folder (transformers) or .gguf file (llama-cpp); unset = bundled demo model"
+    )
+    demo_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = Field(
+        "qwen2.5-coder-0.5b", description="bundled model used when model_path is unset"
+    )
+    context_tokens: int = Field(4096, gt=0, description="llama-cpp context window (prompt + answer)")
+    prompt_cache_mb: int = Field(
+        512, ge=0, description="llama-cpp: RAM for saved prompt states, so shared prompt prefixes are evaluated once"
+    )
+    prompt_document_tokens: int | None = Field(
+        None, gt=0, description="most tokens of retrieved text in a prompt, best chunks first; unset = all k chunks"
+    )
+    temperature: float = Field(0.7, ge=0, description="sampling temperature; 0 = greedy")
+    max_new_tokens: int = Field(2048, gt=0, description="answer length cap in tokens")
     rewrite_max_new_tokens: int = Field(64, gt=0, description="cap for condensing follow-ups")
-    top_p: float = Field(0.9, gt=0, le=1)
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling")
     repetition_penalty: float = Field(1.05, gt=0, description="above 1 also discourages copying context")
-    load_in_8bit: bool = True
+    load_in_8bit: bool = Field(True, description="bitsandbytes int8 on GPU (ignored on CPU and by llama-cpp)")
     cpu_quantization: Literal["none", "dynamic-int8"] = Field(
         "none", description="on CPU: dynamic int8 Linear layers (faster decoding)"
     )
-    torch_threads: int | None = Field(None, gt=0, description="CPU threads; unset = torch default")
+    cpu_threads: int | None = Field(
+        None,
+        gt=0,
+        description="CPU threads for generation; unset = all cores (llama-cpp), torch's default (transformers)",
+    )
 
 
 class EmbeddingSettings(Section):
     model_path: Path | None = Field(None, description="local sentence-transformers folder; unset = demo")
-    query_prefix: str = "query: "
-    passage_prefix: str = "passage: "
-    batch_size: int = Field(32, gt=0)
+    query_prefix: str = Field("query: ", description="prefix of queries (e5's prompt)")
+    passage_prefix: str = Field("passage: ", description="prefix of indexed passages (e5's prompt)")
+    batch_size: int = Field(32, gt=0, description="texts per embedding batch")
 
 
 class KnowledgeSettings(Section):
     index_dir: Path | None = Field(None, description="FAISS index folder; unset = <home>/index")
     chunk_size: int = Field(800, gt=50, description="characters per chunk")
-    chunk_overlap: int = Field(100, ge=0)
+    chunk_overlap: int = Field(100, ge=0, description="characters shared by neighbouring chunks")
     signing_key: SecretStr | None = Field(
         None, description="HMAC key: manifests are signed, and unsigned ones refused before unpickling"
     )
@@ -88,13 +108,13 @@ class KnowledgeSettings(Section):
 
 
 class RetrievalSettings(Section):
-    k: int = Field(5, gt=0)
+    k: int = Field(5, gt=0, description="chunks retrieved")
     score_threshold: float = Field(0.7, ge=-1, le=1, description="minimum cosine similarity")
     query_cache_size: int = Field(1024, ge=0, description="recent query embeddings kept in memory")
     mode: Literal["hybrid", "dense", "sparse"] = Field("hybrid", description="FAISS and BM25 fused, or one alone")
     fusion: Literal["zscore", "rrf"] = Field("zscore", description="how hybrid rankings are combined")
-    dense_weight: float = Field(1.0, ge=0)
-    sparse_weight: float = Field(1.0, ge=0)
+    dense_weight: float = Field(1.0, ge=0, description="weight of the FAISS side in fusion")
+    sparse_weight: float = Field(1.0, ge=0, description="weight of the BM25 side in fusion")
     candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant")
     reranker_path: Path | None = Field(
@@ -107,28 +127,28 @@ class RetrievalSettings(Section):
 
 class MemorySettings(Section):
     redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="unset = in-process")
-    key_prefix: str = "context:"
+    key_prefix: str = Field("context:", description="Redis key prefix of a session history")
     owner_prefix: str = Field("session-owner:", description="Redis key prefix recording who owns a session")
     ttl_seconds: int = Field(1800, gt=0, description="sliding: refreshed on every read and write")
-    window_turns: int = Field(10, gt=0)
-    socket_timeout_seconds: float = Field(2.0, gt=0)
-    session_id_max_length: int = Field(128, gt=0)
+    window_turns: int = Field(10, gt=0, description="turns of history kept and used")
+    socket_timeout_seconds: float = Field(2.0, gt=0, description="longest wait for Redis before going on without it")
+    session_id_max_length: int = Field(128, gt=0, description="longest session id accepted")
 
 
 class CacheSettings(Section):
     """Response cache: in Redis when memory.redis_url is set, else in this process."""
 
-    enabled: bool = True
-    max_entries: int = Field(10_000, gt=0)
-    ttl_seconds: int = Field(3600, gt=0)
+    enabled: bool = Field(True, description="response cache on")
+    max_entries: int = Field(10_000, gt=0, description="entries kept (least recently used evicted)")
+    ttl_seconds: int = Field(3600, gt=0, description="seconds an answer stays cached")
     max_memory_mb: int = Field(256, gt=0, description="in-process bound; Redis uses its maxmemory")
-    redis_prefix: str = "erp:answer:"
+    redis_prefix: str = Field("erp:answer:", description="Redis key prefix of cached answers")
 
 
 class BatchingSettings(Section):
     """Request batching: concurrent generations share batched model calls."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="gather concurrent generations into batched calls (transformers)")
     batch_size: int = Field(16, gt=0, description="prompts per model call")
     max_concurrency: int = Field(4, gt=0, description="batches in flight at once")
     max_wait_ms: int = Field(10, ge=0, description="how long a batch waits to fill")
@@ -140,22 +160,22 @@ class ModelVersionSettings(Section):
     registry_dir: Path | None = Field(None, description="versions and registry.json; unset = <home>/registry")
     backup_dir: Path | None = Field(None, description="unset = <home>/backups")
     max_versions: int = Field(3, ge=2, description="kept; the active and the previous are never removed")
-    keep_backups: int = Field(2, gt=0)
+    keep_backups: int = Field(2, gt=0, description="backups kept")
     min_free_disk_gb: float = Field(500, ge=0, description="free space required before writing a version")
 
 
 class TrainingSettings(Section):
     """LoRA fine-tuning on question/answer pairs (runs on resources.training)."""
 
-    lora_r: int = Field(8, gt=0)
-    lora_alpha: int = Field(16, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    epochs: int = Field(3, gt=0)
-    batch_size: int = Field(4, gt=0)
+    lora_r: int = Field(8, gt=0, description="LoRA rank")
+    lora_alpha: int = Field(16, gt=0, description="LoRA alpha")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    learning_rate: float = Field(2e-4, gt=0, description="learning rate")
+    epochs: int = Field(3, gt=0, description="training epochs")
+    batch_size: int = Field(4, gt=0, description="examples per training step")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="held out for before/after evaluation")
     max_length: int = Field(1024, gt=0, description="tokens per example")
-    seed: int = 0
+    seed: int = Field(0, description="random seed of the split and training")
 
 
 class AccessSettings(Section):
@@ -175,9 +195,9 @@ class AccessSettings(Section):
 
 
 class ServerSettings(Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, gt=0, lt=65536)
-    path: str = "/erp"
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8000, gt=0, lt=65536, description="port")
+    path: str = Field("/erp", description="path of the chain (LangServe)")
     max_question_chars: int = Field(2000, gt=0, description="longer questions are refused with 422")
     max_body_bytes: int = Field(256 * 1024, gt=0, description="larger request bodies are refused with 413")
     request_timeout_seconds: float = Field(
@@ -191,7 +211,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ERP_", env_nested_delimiter="__", extra="forbid", yaml_file=None)
 
     home: Path = Field(DEFAULT_HOME, description="where demo models and the default index live")
-    language_default: Literal["ko", "en"] = "ko"
+    language_default: Literal["ko", "en"] = Field("ko", description="answer language when a question shows none")
     llm: LLMSettings = LLMSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
@@ -260,3 +280,29 @@ def _yaml_source(settings_cls: type[BaseSettings], path: Path) -> YamlConfigSett
     if not path.is_file():
         raise FileNotFoundError(f"settings file {path} does not exist; check ERP_CONFIG or the path")
     return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+
+
+def reference() -> list[dict[str, str]]:
+    """Every setting with its default and meaning, from the schema (README's table is this)."""
+    rows: list[dict[str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = "unset" if default is None else str(default)
+            rows.append({"setting": prefix + name, "default": shown, "meaning": field.description or ""})
+
+    walk(Settings, "")
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for row in reference():
+        default = f"`{row['default']}`" if row["default"] not in ("unset", "") else row["default"] or "`''`"
+        lines.append(f"| `{row['setting']}` | {default} | {row['meaning'].replace('|', '/')} |")
+    return "\n".join(lines)

@@ -4,7 +4,12 @@ Input ``{"question": str}``; the session comes from ``config["configurable"]["se
 the caller's roles, which limit what retrieval may return, from ``config["configurable"]["roles"]``.
 Output (streamed as dict chunks, the ``answer`` token by token)::
 
-    {"question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"}
+    {"question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer",
+     "grounding"}
+
+``grounding`` comes last, once the answer is complete (``chains.grounding``): whether the answer
+declines, and the names, menu steps and numbers it states that no retrieved chunk holds. An
+unsupported answer is followed by a note that names them and quotes the best chunk instead.
 
 The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
 threshold the answer says the documents do not cover the question, without calling the LLM.
@@ -29,14 +34,18 @@ from langchain_core.runnables import (
     RunnablePassthrough,
 )
 from langchain_core.runnables.config import run_in_executor
+from langchain_core.runnables.utils import AddableDict
 
+from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.prompts import (
     CONDENSE,
     NOT_COVERED,
     TRANSLATE,
     TRANSLATION_TARGET,
+    UNSUPPORTED_NOTE,
     answer_prompt,
+    fit_context,
     format_context,
     format_conversation,
 )
@@ -45,6 +54,7 @@ from erp_chatbot.runtime.cache import AnswerCache
 
 ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
 OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
+EXCERPT_CHARS = 400  # how much of the best chunk an unsupported answer's note quotes
 
 
 def session_id_from(config: RunnableConfig) -> str:
@@ -74,18 +84,24 @@ def build_rag_chain(
     cache: AnswerCache | None = None,
     index_version: Callable[[], str] = lambda: "",
     translate: bool = False,
+    document_tokens: int | None = None,
+    count_tokens: Callable[[str], int] = lambda text: len(text.split()),
 ) -> Runnable[dict, dict]:
     """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it.
 
     With ``translate``, the rewriter also translates a Korean standalone question into English and
     retrieval searches both, so Korean questions find English pages.
 
+    ``document_tokens`` bounds the retrieved text in the prompt (``fit_context``, counted with
+    ``count_tokens``); the answer's sources are the chunks the model was given.
+
     With ``cache``, an answer already given for the same normalised question, retrieved chunks,
     index version (``index_version()``), model and prompt is returned without calling the LLM.
     """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
     translator = TRANSLATE | (rewriter or llm) | StrOutputParser()
-    prompt_ids = {language: repr(answer_prompt(language)) for language in NOT_COVERED}  # part of cache keys
+    # part of cache keys: the prompt and how much retrieved text it holds
+    prompt_ids = {language: f"{answer_prompt(language)!r}|{document_tokens}" for language in NOT_COVERED}
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
         return history.messages(session_id_from(config))
@@ -119,6 +135,7 @@ def build_rag_chain(
     def answer(inputs: dict) -> Runnable:
         language = detect_language(inputs["question"], default_language)
         found = inputs["retrieved"]
+        found = {**found, "documents": fit_context(found["documents"], document_tokens, count_tokens)}
         base = {
             "question": inputs["question"],
             "standalone_question": inputs["standalone_question"].strip(),
@@ -128,7 +145,8 @@ def build_rag_chain(
             "cached": False,
         }
         if not found["documents"]:
-            return RunnableLambda(lambda _: {**base, "answer": NOT_COVERED[language]})
+            return RunnableLambda(lambda _: {**base, "answer": NOT_COVERED[language]}) | _grounded([], language)
+        grounded = _grounded(found["documents"], language)
         prompt = answer_prompt(language)
         prompt_input = {**base, "context": format_context(found["documents"])}
         generate = (
@@ -141,19 +159,19 @@ def build_rag_chain(
             OUTPUT_KEYS
         )
         if cache is None:
-            return answering
+            return answering | grounded
         chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in found["documents"]]
         key = cache.key(base["standalone_question"], chunk_ids, index_version(), prompt_ids[language])
         cached = cache.get(key)
         if cached is not None:
-            return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached})
-        return answering | _store_when_done(cache, key)
+            return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached}) | grounded
+        return answering | _store_when_done(cache, key) | grounded
 
     def record(chunks: Iterator[dict], config: RunnableConfig) -> Iterator[dict]:
         final: dict = {}
         for chunk in chunks:
             if chunk and chunk != {"answer": ""}:
-                final = _merge(final, chunk)
+                final = merge_chunks(final, chunk)
                 yield chunk
         history.add_turn(session_id_from(config), final["question"], final.get("answer", ""))
 
@@ -161,7 +179,7 @@ def build_rag_chain(
         final: dict = {}
         async for chunk in chunks:
             if chunk and chunk != {"answer": ""}:
-                final = _merge(final, chunk)
+                final = merge_chunks(final, chunk)
                 yield chunk
         await run_in_executor(
             config, history.add_turn, session_id_from(config), final["question"], final.get("answer", "")
@@ -201,6 +219,46 @@ def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
     return RunnableGenerator(store, astore)
 
 
+def _grounded(documents: list[Document], language: Language) -> Runnable:
+    """Pass the stream through; once the answer is complete, check it against ``documents``."""
+
+    # AddableDict: invoke() adds the streamed chunks up into one output.
+    def finish(final: dict) -> Iterator[AddableDict]:
+        grounding = check_grounding(final.get("answer", ""), documents, final.get("question", ""))
+        if not grounding.declined and not grounding.supported:
+            yield AddableDict(answer=unsupported_note(grounding.unsupported, documents, language))
+        yield AddableDict(grounding=grounding.as_dict())
+
+    def ground(chunks: Iterator[dict]) -> Iterator[AddableDict]:
+        final: dict = {}
+        for chunk in chunks:
+            final = merge_chunks(final, chunk)
+            yield AddableDict(chunk)
+        yield from finish(final)
+
+    async def aground(chunks: AsyncIterator[dict]) -> AsyncIterator[AddableDict]:
+        final: dict = {}
+        async for chunk in chunks:
+            final = merge_chunks(final, chunk)
+            yield AddableDict(chunk)
+        for chunk in finish(final):
+            yield chunk
+
+    return RunnableGenerator(ground, aground)
+
+
+def unsupported_note(unsupported: list[str], documents: list[Document], language: Language) -> str:
+    """Names what the documents do not hold, and quotes the best chunk (its menu path first)."""
+    best = documents[0]
+    text = " ".join(best.page_content.split())
+    start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
+    excerpt = text[start : start + EXCERPT_CHARS].strip()
+    title = best.metadata.get("title") or best.metadata.get("source", "")
+    return UNSUPPORTED_NOTE[language].format(
+        unsupported=", ".join(unsupported[:5]), title=title, excerpt=("…" if start else "") + excerpt + "…"
+    )
+
+
 def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) -> str:
     """The model's rewrite when it looks like one question in the question's language.
 
@@ -233,7 +291,8 @@ def usable_translation(translated: str, question: str, target: Language) -> list
     return [candidate] if usable else []
 
 
-def _merge(final: dict, chunk: dict) -> dict:
+def merge_chunks(final: dict, chunk: dict) -> dict:
+    """A streamed output so far plus its next chunk: answer text is appended, the rest replaced."""
     merged = dict(final)
     for key, value in chunk.items():
         merged[key] = merged[key] + value if key == "answer" and key in merged else value

@@ -56,7 +56,9 @@ def _langchain_faiss() -> tuple[Any, Any, Any]:
 MANIFEST = "manifest.json"
 INDEX_FILES = ("index.faiss", "index.pkl")
 STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
-FORMAT_VERSION = 3  # 2: every chunk carries its access roles; 3: a BM25 index beside FAISS
+# 2: every chunk carries its access roles; 3: a BM25 index beside FAISS; 4: plain-text pages are
+# titled by their underlined heading (chunks start with their title, so they change too)
+FORMAT_VERSION = 4
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -309,7 +311,7 @@ def load(
     if manifest.format_version != FORMAT_VERSION:
         raise KnowledgeIndexError(
             f"the index at {index_dir} has format {manifest.format_version}, this erp-chatbot reads "
-            f"{FORMAT_VERSION} (chunks carry access roles); rebuild it with: erp-chatbot ingest <folder>"
+            f"{FORMAT_VERSION}; rebuild it with: erp-chatbot ingest <folder>"
         )
     if signing_key and not hmac.compare_digest(manifest.signature, manifest.signed(signing_key)):
         raise KnowledgeIndexError(

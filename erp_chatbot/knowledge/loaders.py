@@ -17,6 +17,8 @@ from erp_chatbot.knowledge.access import normalise_roles
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 _HEADING = re.compile(r"^#\s+(.+)$", re.MULTILINE)
+# reStructuredText-style title of a plain-text page: a line underlined with * = - ~ or #
+_UNDERLINED = re.compile(r"\A\s*([^\n]{2,200})\n([*=\-~#])\2{2,}\s*$", re.MULTILINE)
 
 
 class DocumentLoadError(ValueError):
@@ -76,7 +78,7 @@ def _from_text(text: str, source: str, markdown: bool) -> Document:
         metadata.update(front)
         text = text[match.end() :]
     if "title" not in metadata:
-        heading = _HEADING.search(text) if markdown else None
+        heading = _HEADING.search(text) if markdown else _UNDERLINED.match(text)
         metadata["title"] = heading.group(1).strip() if heading else _title_from_path(source)
     return Document(page_content=text.strip(), metadata=metadata)
 

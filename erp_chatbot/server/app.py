@@ -1,4 +1,5 @@
-"""``create_app``: the chain at ``/erp`` (LangServe, playground included) and ``/health``.
+"""``create_app``: the chain at ``/erp`` (LangServe, playground included), in OpenAI's shape at
+``/v1/chat/completions``, and ``/health``.
 
 Every request passes the guards (``guards``): API key or loopback, body size and JSON, deadline.
 The caller's identity then fixes the chain's config: the roles retrieval may read come from the
@@ -25,6 +26,7 @@ from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
 from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline
+from erp_chatbot.server.openai_compat import add_openai_routes
 from erp_chatbot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,8 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             "config_schema",
         ],
     )
+
+    add_openai_routes(app, chatbot, bind_caller)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -149,11 +149,11 @@ def _batch_loss(model: Any, batch: list[tuple[list[int], list[int]]], pad_id: in
 def run_training(settings: Settings, data: Path, note: str = "") -> TrainReport:
     """Train on the active model (or the configured/demo one) and register the result, inactive."""
     from erp_chatbot.devices import detect_gpus
-    from erp_chatbot.models.llm import llm_path
+    from erp_chatbot.models.llm import hf_model_path
     from erp_chatbot.models.registry import ModelRegistry
 
     pairs = load_pairs(data)
-    base = llm_path(settings)
+    base = hf_model_path(settings)
     gpu_ids, gpus = settings.resources.training.gpu_ids, detect_gpus()
     device = f"cuda:{gpu_ids[0]}" if gpu_ids and gpu_ids[0] < gpus.count else "cpu"
     registry = ModelRegistry(settings.registry_dir, settings.backup_dir, settings.model_versions)

@@ -72,7 +72,12 @@ def test_demo_uses_its_own_index_and_survives_a_missing_redis(monkeypatch, tmp_p
     settings = load_settings(None, demo=True)
     assert settings.index_dir == tmp_path / "demo-index"
     assert settings.memory.redis_url is None
-    assert settings.llm.max_new_tokens == 384  # the demo profile
+    assert (settings.llm.backend, settings.llm.demo_model, settings.llm.max_new_tokens) == (  # the demo profile
+        "llama-cpp",
+        "qwen2.5-coder-1.5b",
+        256,
+    )
+    assert settings.retrieval.translate_queries and settings.llm.prompt_document_tokens == 400
 
 
 def test_keys_add_list_revoke(tmp_path):

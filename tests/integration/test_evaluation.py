@@ -115,6 +115,14 @@ def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir,
     assert report["answerable_not_declined"] == 1.0 and report["unanswerable_declined"] == 0.0  # cosine only
     assert [c["id"] for c in report["cases"]] == ["a", "2", "u"] and report["p50_seconds"] > 0
     assert read_scores(tmp_path / "home" / "evaluations.json")["answers-facts:questions"]["value"] == 0.5
+    assert report["by_language"]["en"]["unanswerable_declined"] == 0.0 and report["by_language"]["ko"]["questions"] == 1
+    assert all(c["first_token_seconds"] > 0 and c["language"] in ("en", "ko") for c in report["cases"])
+
+    # The oracle answers from the gold pages' chunks, and has nothing for a question without any.
+    result = cli("eval", "answers", "--dataset", str(questions), "--config", str(config), "--oracle", "--json")
+    oracle = json.loads(result.stdout)
+    assert oracle["oracle"] and oracle["gold_cited"] == 1.0 and oracle["unanswerable_declined"] == 1.0
+    assert [len(c["answer"]) > 0 for c in oracle["cases"]] == [True, True, True]
 
     questions.write_text(json.dumps({"question": "Where?", "answerable": True}))
     refused = cli("eval", "answers", "--dataset", str(questions), "--config", str(config))

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from erp_chatbot.devices import LLMPlacement
+from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llm import build_llm, model_version
 from erp_chatbot.models.quantize import MARKER, ModelQuantizer, marked_quantization
 from erp_chatbot.settings import LLMSettings
 
-CPU = LLMPlacement("cpu", None, False, "float32", on_gpu=False)
+CPU = CPU_PLACEMENT
 
 
 def dynamic_linears(llm) -> int:

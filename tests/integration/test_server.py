@@ -78,6 +78,35 @@ def test_remote_runnable_keeps_the_conversation(base_url, session_id):
     assert len(streamed) >= 5
 
 
+async def test_remote_runnable_batches_and_streams_events(base_url, redis_client):
+    from langserve import RemoteRunnable
+
+    remote = RemoteRunnable(f"{base_url}/erp/")
+    sessions = [f"test-remote-{n}" for n in range(2)]
+    try:
+        outputs = remote.batch(
+            [{"question": "How do I approve a vendor bill?"}, {"question": "재고 이동은 어디서 확인하나요?"}],
+            [{"configurable": {"session_id": s}} for s in sessions],
+        )
+        assert [o["sources"][0]["source"] for o in outputs] == [
+            "purchasing/vendor-bill-approval.en.md",
+            "inventory/stock-moves.ko.md",
+        ]
+        assert [redis_client.llen(f"context:{s}") for s in sessions] == [2, 2]
+        events = [
+            event
+            async for event in remote.astream_events(
+                {"question": "And who approves it?"}, {"configurable": {"session_id": sessions[0]}}, version="v2"
+            )
+        ]
+        kinds = {event["event"] for event in events}
+        assert {"on_chain_start", "on_chain_stream", "on_chain_end"} <= kinds
+        final = next(e for e in reversed(events) if e["event"] == "on_chain_end")["data"]["output"]
+        assert "bill" in final["standalone_question"].lower() and final["grounding"] is not None
+    finally:
+        redis_client.delete(*(f"context:{s}" for s in sessions), *(f"session-owner:{s}" for s in sessions))
+
+
 def test_playground_and_schemas_are_served(base_url):
     assert httpx.get(f"{base_url}/erp/playground/index.html").status_code == 200
     schema = httpx.get(f"{base_url}/erp/config_schema").json()

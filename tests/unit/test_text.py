@@ -119,3 +119,12 @@ def _one_page_pdf(text: str) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def test_plain_text_pages_take_their_underlined_heading_as_title(tmp_path: Path):
+    (tmp_path / "finance__credit_notes.txt").write_text(
+        "Credit Notes and Refunds\n************************\n\nA credit note is a document...\n"
+    )
+    (tmp_path / "misc__notes.txt").write_text("just a line\nand another\n")
+    titles = {d.metadata["source"]: d.metadata["title"] for f in iter_files(tmp_path) for d in load_file(f, tmp_path)}
+    assert titles == {"finance__credit_notes.txt": "Credit Notes and Refunds", "misc__notes.txt": "Misc  notes"}

@@ -1,0 +1,106 @@
+"""Is an answer supported by the documents it was given? A cheap, explainable check.
+
+Small models invent menus ("Yahoo"), buttons and numbers. What an ERP user acts on is exactly
+those: menu paths, the names of menus, buttons and fields (which answers quote in bold, italics,
+quotes or backticks), and numbers. Each such claim must appear in the retrieved chunks (or in the
+question); a claim found nowhere makes the answer *unsupported*. Korean answers over English
+manuals are checked the same way: their Latin-script names and numbers must appear verbatim,
+which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from langchain_core.documents import Document
+
+from erp_chatbot.chains.prompts import NOT_COVERED
+
+_MARKED = re.compile(r"\*\*(.+?)\*\*|(?<![\w*])\*([^*\n]+?)\*(?!\w)|`([^`\n]+)`|\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
+_MENU_SEPARATOR = re.compile(r"\s*(?:‣|›|»|->|→|>)\s*")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# Numbers, also when a Korean unit or particle follows ("100도", "30일"): only Latin letters and
+# digits around a number make it part of a word.
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d[\d,.]*\d(?![A-Za-z0-9_])|(?<![A-Za-z0-9_.])\d(?![A-Za-z0-9_.,])")
+# Sentences (or their core) that say the documents do not answer, as the prompts word them.
+_DECLINE = re.compile(
+    r"do(?:es)? not (?:cover|contain|mention|provide)|not covered|no information|cannot answer"
+    r"|찾지 못|답변할 수 없|답할 수 없|내용이 없|정보가 없",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """``declined``: the answer says the documents do not cover the question.
+    ``unsupported``: claims (names, menu paths, numbers) found in no document nor the question."""
+
+    declined: bool
+    unsupported: list[str] = field(default_factory=list)
+    claims: int = 0
+
+    @property
+    def supported(self) -> bool:
+        return not self.unsupported
+
+    def as_dict(self) -> dict:
+        return {"declined": self.declined, "supported": self.supported, "unsupported": self.unsupported}
+
+
+def check_grounding(answer: str, documents: list[Document], question: str = "") -> Grounding:
+    if declines(answer):
+        return Grounding(declined=True)
+    evidence = _normalise(" ".join([question, *(d.page_content for d in documents)]))
+    claims = claims_of(answer)
+    if not _HANGUL.search(evidence):  # a Korean answer may translate names of an English manual
+        claims = [claim for claim in claims if not _HANGUL.search(claim)]
+    unsupported = [claim for claim in claims if not _appears(claim, evidence)]
+    return Grounding(declined=False, unsupported=unsupported, claims=len(claims))
+
+
+def declines(answer: str) -> bool:
+    """True when the answer is (or opens with) a statement that the documents do not answer."""
+    text = answer.strip()
+    if any(sentence in text for sentence in NOT_COVERED.values()):
+        return True
+    first = re.split(r"(?<=[.!?。])\s|\n", text, maxsplit=1)[0]
+    return bool(_DECLINE.search(first))
+
+
+def claims_of(answer: str) -> list[str]:
+    """Names quoted or emphasised, each step of a menu path, and numbers, in order, once each."""
+    found: list[str] = []
+    for match in _MARKED.finditer(answer):
+        marked = next(group for group in match.groups() if group)
+        found += [part for part in _MENU_SEPARATOR.split(marked) if part.strip()]
+    plain = _MARKED.sub(" ", answer)
+    for line in plain.splitlines():
+        parts = _MENU_SEPARATOR.split(line)
+        if len(parts) > 1:  # unmarked menu path: the words next to each separator
+            found += [_edge_words(part, i) for i, part in enumerate(parts)]
+    found += _NUMBER.findall(plain)
+    cleaned = (c.strip(" .,:;!?()[]'\"").strip() for c in found)
+    return list(dict.fromkeys(c for c in cleaned if c))
+
+
+def _edge_words(part: str, position: int) -> str:
+    """The capitalised words of a path step next to its separator ("Go to Sales" -> "Sales")."""
+    words = [word.strip("()[]{}.,:;!?'\"") for word in part.split()]
+    picked: list[str] = []
+    for word in words if position else reversed(words):
+        if not word[:1].isupper():
+            break
+        picked.append(word)
+    return " ".join(picked if position else reversed(picked))
+
+
+def _appears(claim: str, evidence: str) -> bool:
+    """As whole words: "3" is not found in "30", nor "Refund" in "Refunds"."""
+    edge = r"A-Za-z0-9_" if claim[:1].isdigit() else r"\w"
+    return re.search(rf"(?<![{edge}]){re.escape(_normalise(claim))}(?![{edge}])", evidence) is not None
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("*", " ").replace("`", " ").replace("’", "'").lower()
+    return " ".join(text.split())

@@ -1,0 +1,77 @@
+"""The grounding check: names, menu steps and numbers an answer states must be in the documents."""
+
+from langchain_core.documents import Document
+
+from erp_chatbot.chains.grounding import check_grounding, claims_of, declines
+from erp_chatbot.chains.prompts import NOT_COVERED
+from erp_chatbot.evaluation import answer_language
+
+CREDIT_NOTES = Document(
+    "You can create a credit note from scratch by going to Accounting ‣ Customers ‣ Credit Notes, and by "
+    "clicking on *Create*. To do so, open the *Customer Invoice*, and click on *Add Credit Note*. Credit "
+    "Notes' numbers start with “R” (e.g., RINV/2019/0004). Payment terms of 30 days apply."
+)
+
+
+def test_claims_are_marked_names_menu_steps_and_numbers():
+    answer = (
+        "1. Go to **Accounting ‣ Customers ‣ Credit Notes**.\n2. Click *Add Credit Note* and pay within 30 days.\n"
+        "3. Then open Sales > Orders and press `Confirm`."
+    )
+    assert claims_of(answer) == [
+        "Accounting",
+        "Customers",
+        "Credit Notes",
+        "Add Credit Note",
+        "Confirm",
+        "Sales",
+        "Orders",
+        "30",
+    ]
+
+
+def test_an_answer_copied_from_the_documents_is_supported():
+    answer = "Open the **Customer Invoice** and click **Add Credit Note** (Accounting ‣ Customers ‣ Credit Notes)."
+    grounding = check_grounding(answer, [CREDIT_NOTES])
+    assert grounding.supported and not grounding.declined and grounding.claims == 5
+
+
+def test_invented_menus_buttons_and_numbers_are_named():
+    answer = "Go to **Yahoo ‣ Refunds**, click *Refund Now* and the money arrives in 3 days."
+    grounding = check_grounding(answer, [CREDIT_NOTES])
+    assert grounding.unsupported == ["Yahoo", "Refunds", "Refund Now", "3"]
+    assert check_grounding(answer, [CREDIT_NOTES], question="Why 3 days for Refunds?").unsupported == [
+        "Yahoo",
+        "Refund Now",
+    ]
+
+
+def test_a_korean_answer_keeps_english_names_and_may_translate_others():
+    answer = "**Accounting ‣ Customers ‣ Credit Notes** 메뉴에서 **신용 메모**를 만들고 *Add Credit Note*를 누릅니다."
+    assert check_grounding(answer, [CREDIT_NOTES]).supported  # 신용 메모 translates a name of an English page
+    wrong = "**Accounting ‣ Refund Center** 메뉴에서 환불합니다."
+    assert check_grounding(wrong, [CREDIT_NOTES]).unsupported == ["Refund Center"]
+    korean_page = Document("**구매 > 주문** 메뉴에서 **주문 확정**을 누릅니다.")
+    assert check_grounding("**구매 > 발주 센터** 메뉴로 갑니다.", [korean_page]).unsupported == ["발주 센터"]
+
+
+def test_declines_in_both_languages_are_recognised():
+    for sentence in NOT_COVERED.values():
+        assert declines(sentence) and check_grounding(sentence, [CREDIT_NOTES]).declined
+    assert declines("The documents do not mention the boiling point of water.")
+    assert declines("문서에 해당 내용이 없습니다.")
+    assert not declines("Click Add Credit Note. If the invoice is not covered by a payment, register one.")
+
+
+def test_answer_language_ignores_names_kept_in_english():
+    korean = (
+        "1. **Accounting ‣ Customers ‣ Credit Notes** 메뉴로 이동합니다.\n2. **Add Credit Note** 버튼을 클릭합니다."
+    )
+    assert answer_language(korean) == "ko"
+    assert answer_language("1. Go to **Accounting ‣ Customers**.\n2. Click **Add Credit Note**.") == "en"
+
+
+def test_numbers_followed_by_korean_units_are_claims_too():
+    assert claims_of("에베레스트에서 물은 71도에서 끓고, 30일 이내에 제출합니다.") == ["71", "30"]
+    page = Document("Submit the report within 30 days.")
+    assert check_grounding("30일 이내에 제출하고 45일 뒤 승인됩니다.", [page]).unsupported == ["45"]

@@ -1,0 +1,46 @@
+"""Prompt assembly: how much retrieved text a prompt holds, and the few-shot shape per language."""
+
+from langchain_core.documents import Document
+
+from erp_chatbot.chains.prompts import NOT_COVERED, answer_prompt, fit_context
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def chunk(n: int, sentences: int) -> Document:
+    body = " ".join(f"Sentence {i} of chunk {n} has eight words here." for i in range(sentences))
+    return Document(body, id=f"c{n}", metadata={"source": f"p{n}.md"})
+
+
+def test_best_chunks_are_kept_whole_and_the_next_is_cut_at_a_sentence_end():
+    docs = [chunk(1, 10), chunk(2, 10), chunk(3, 10)]  # 90 words each
+    kept = fit_context(docs, budget=240, count_tokens=words)
+    assert [d.id for d in kept] == ["c1", "c2", "c3"]
+    assert kept[:2] == docs[:2]
+    assert kept[2].page_content.endswith("here. …") and 30 <= words(kept[2].page_content) <= 61
+    assert sum(words(d.page_content) for d in kept) <= 241
+
+
+def test_a_remainder_too_small_to_say_anything_is_dropped_and_none_keeps_all():
+    docs = [chunk(1, 10), chunk(2, 10)]
+    assert fit_context(docs, budget=100, count_tokens=words) == docs[:1]
+    assert fit_context(docs, budget=None, count_tokens=words) == docs
+    assert fit_context([], budget=100, count_tokens=words) == []
+
+
+def test_an_oversized_first_chunk_is_still_given_in_part():
+    kept = fit_context([chunk(1, 50)], budget=60, count_tokens=words)
+    assert len(kept) == 1 and 0 < words(kept[0].page_content) <= 61
+
+
+def test_korean_prompts_show_a_worked_answer_and_both_name_the_exact_decline():
+    english = answer_prompt("en").format_messages(context="CTX", question="Q?")
+    korean = answer_prompt("ko").format_messages(context="CTX", question="Q?")
+    assert [m.type for m in english] == ["system", "human"]
+    assert [m.type for m in korean] == ["system", "human", "ai", "human"]
+    assert "**Purchase ‣ Vendor Bills ‣ To Approve**" in korean[2].content  # English names kept
+    for language, messages in (("en", english), ("ko", korean)):
+        assert NOT_COVERED[language] in messages[0].content
+        assert "CTX" in messages[-1].content and "Q?" in messages[-1].content
