@@ -27,4 +27,4 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path):
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any(o.output_type in ("execute_result", "display_data") for o in outputs)
+    assert len(outputs) >= 2  # tables, plots or printed answers
