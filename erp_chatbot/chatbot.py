@@ -285,8 +285,9 @@ class ERPChatbot:
 
     @property
     def model_version(self) -> str | None:
-        """The serving model's folder name (a registry version id when it comes from the registry)."""
-        return self.model_dir.name if self.model_dir else None
+        """The serving model's folder name (a registry version id when it comes from the registry),
+        or the served model's name for the openai backend."""
+        return self.model_dir.name if self.model_dir else getattr(self.llm, "model_name", None)
 
     def _live(self) -> Runnable:
         """The current chain, after noticing (cheaply) whether the registry's active version moved."""

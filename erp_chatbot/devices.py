@@ -88,6 +88,8 @@ def plan_devices(settings: Settings, gpus: GPUInventory) -> DevicePlan:
 
 
 def _plan_llm(settings: Settings, gpus: GPUInventory, notes: list[str]) -> LLMPlacement:
+    if settings.llm.backend == "openai":
+        return CPU_PLACEMENT  # nothing loads here: the server at llm.base_url runs the model
     slot = settings.resources.llm
     wanted = slot.gpu_ids
     missing = [i for i in wanted if i >= gpus.count]

@@ -18,6 +18,7 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
+from pydantic import PrivateAttr
 
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.settings import RetrievalSettings
@@ -173,16 +174,28 @@ class OracleRetriever(BaseRetriever):
     gold: dict[str, list[str]]  # question -> gold page stems
     k: int = 3
 
+    _by_page: dict[str, list[Document]] | None = PrivateAttr(default=None)
+
     def _get_relevant_documents(self, query: str, *, run_manager: Any = None, **_: Any) -> list[Document]:
-        pages = set(self.gold.get(query, []))
-        store = self.index.store
-        chunks = [store.docstore.search(cid) for cid in store.index_to_docstore_id.values()]
-        chunks = [c for c in chunks if {c.metadata.get("source", ""), Path(c.metadata.get("source", "")).stem} & pages]
+        by_page = self._chunks_by_page()
+        chunks = list({id(c): c for page in self.gold.get(query, []) for c in by_page.get(page, [])}.values())
         if not chunks:
             return []
         cosines = self.index.cosines(self.embeddings.embed_query(query), chunks)
         ranked = sorted(zip(cosines, chunks, strict=True), key=lambda pair: pair[0], reverse=True)[: self.k]
         return [Document(c.page_content, id=c.id, metadata={**c.metadata, "score": s}) for s, c in ranked]
+
+    def _chunks_by_page(self) -> dict[str, list[Document]]:
+        """Every chunk of the index under its source path and under its file stem, built once."""
+        if self._by_page is None:
+            store, by_page = self.index.store, {}
+            for chunk_id in store.index_to_docstore_id.values():
+                chunk = store.docstore.search(chunk_id)
+                source = chunk.metadata.get("source", "")
+                for name in {source, Path(source).stem}:
+                    by_page.setdefault(name, []).append(chunk)
+            self._by_page = by_page
+        return self._by_page
 
 
 def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) -> dict:

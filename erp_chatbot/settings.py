@@ -48,10 +48,19 @@ class ResourceSettings(Section):
 
 
 class LLMSettings(Section):
-    backend: Literal["transformers", "llama-cpp"] = Field(
+    backend: Literal["transformers", "llama-cpp", "openai"] = Field(
         "transformers",
-        description="transformers: HuggingFacePipeline (GPUs, 8-bit); llama-cpp: a GGUF file through llama.cpp",
+        description="transformers: HuggingFacePipeline (GPUs, 8-bit); llama-cpp: a GGUF file through llama.cpp; "
+        "openai: an OpenAI-compatible inference server (vLLM, TGI, llama.cpp server) at llm.base_url",
     )
+    base_url: str | None = Field(
+        None, description="openai backend: the server's API root, e.g. http://llm-server:8000/v1"
+    )
+    served_model: str | None = Field(
+        None, description="openai backend: the model name the server serves; unset = the first it lists"
+    )
+    api_key: SecretStr | None = Field(None, description="openai backend: bearer key, if the server wants one")
+    request_timeout_seconds: float = Field(120.0, gt=0, description="openai backend: longest wait for one reply")
     model_path: Path | None = Field(
         None, description="local HF folder (transformers) or .gguf file (llama-cpp); unset = bundled demo model"
     )
@@ -79,6 +88,14 @@ class LLMSettings(Section):
         gt=0,
         description="CPU threads for generation; unset = all cores (llama-cpp), torch's default (transformers)",
     )
+
+    @model_validator(mode="after")
+    def _server_for_openai(self) -> LLMSettings:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(
+                "llm.backend is openai: set llm.base_url to the server's API root, e.g. http://host:8000/v1"
+            )
+        return self
 
 
 class EmbeddingSettings(Section):

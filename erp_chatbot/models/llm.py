@@ -1,5 +1,6 @@
-"""The LLM factory: a local HF folder -> ``HuggingFacePipeline`` (chat-wrapped when it can), or a
-GGUF file -> llama.cpp (``llm.backend``); both answer as LangChain chat models behind the same chain."""
+"""The LLM factory (``llm.backend``): a local HF folder -> ``HuggingFacePipeline`` (chat-wrapped
+when it can), a GGUF file -> llama.cpp, or an OpenAI-compatible server -> ``ChatOpenAI``; all
+answer as LangChain chat models behind the same chain."""
 
 from __future__ import annotations
 
@@ -58,13 +59,20 @@ def _special_tokens(tokenizer: Any) -> list[str]:
 
 
 def build_llm(
-    model_path: Path, settings: LLMSettings, placement: LLMPlacement, batching: BatchingSettings | None = None
+    model_path: Path | None, settings: LLMSettings, placement: LLMPlacement, batching: BatchingSettings | None = None
 ) -> BaseLanguageModel:
     """Load ``model_path`` as placed by the device plan; chat-wrap it if it has a chat template.
 
     With ``batching`` enabled, concurrent calls share batched ``generate`` calls (transformers
-    only: llama.cpp answers concurrent calls one after another).
+    only: llama.cpp answers concurrent calls one after another; a server batches on its own).
+    ``model_path`` is None for the openai backend, whose weights live on the server.
     """
+    if settings.backend == "openai":
+        from erp_chatbot.models.openai_server import build_openai_chat
+
+        return build_openai_chat(settings)
+    if model_path is None:
+        raise ValueError(f"llm.backend {settings.backend} loads a local model: model_path is required")
     if settings.backend == "llama-cpp":
         return build_llama_cpp(model_path, settings, on_gpu=placement.on_gpu)
     import torch
@@ -112,16 +120,30 @@ def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
     """The same model, greedy and capped, for short internal calls such as question rewriting."""
     if isinstance(llm, (HuggingFacePipeline, ChatHuggingFace)):
         return llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens, "do_sample": False})
-    if isinstance(llm, LlamaCppChat):
+    if isinstance(llm, LlamaCppChat) or _is_openai_chat(llm):
         return llm.bind(max_tokens=max_new_tokens, temperature=0.0)
     return llm
 
 
-def model_version(model_path: Path, settings: LLMSettings) -> str:
-    """Identifies the weights and decoding: a changed model or setting gives a new version."""
+def _is_openai_chat(llm: BaseLanguageModel) -> bool:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        return False
+    return isinstance(llm, ChatOpenAI)
+
+
+def model_version(model_path: Path | None, settings: LLMSettings) -> str:
+    """Identifies the weights and decoding: a changed model or setting gives a new version.
+
+    A served model is identified by its server and name (the server owns its weights).
+    """
     import hashlib
     import json
 
+    if model_path is None:
+        decoding = json.dumps({**generation_kwargs(settings), "backend": settings.backend}, sort_keys=True)
+        return f"{settings.served_model or 'served'}@{settings.base_url}|{decoding}"
     digest = hashlib.sha256()
     for file in [model_path] if model_path.is_file() else sorted(model_path.glob("*")):
         if file.is_file():
@@ -160,8 +182,11 @@ def _load_kwargs(placement: LLMPlacement) -> dict[str, Any]:
     return kwargs
 
 
-def llm_path(settings: Settings) -> Path:
-    """The model the configured backend loads: a GGUF file for llama-cpp, else an HF folder."""
+def llm_path(settings: Settings) -> Path | None:
+    """The model the configured backend loads: a GGUF file for llama-cpp, an HF folder for
+    transformers, nothing for openai (the server holds the weights)."""
+    if settings.llm.backend == "openai":
+        return None
     if settings.llm.backend == "llama-cpp":
         from erp_chatbot.models.demo import demo_gguf_path
 

@@ -105,6 +105,8 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             "input_schema",
             "output_schema",
             "config_schema",
+            # /erp/c/{config}/...: the playground fetches schemas for the config typed in its form
+            "config_hashes",
         ],
     )
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from erp_chatbot.chains.rag import merge_chunks
 from erp_chatbot.chatbot import ERPChatbot, InvalidQuestion, check_question
 
 MODEL_ID = "erp-chatbot"
@@ -115,7 +116,7 @@ class _Reply:
         yield self._event({"role": "assistant", "content": ""}, None)
         final: dict[str, Any] = {}
         async for chunk in chunks:
-            final.update({k: v for k, v in chunk.items() if k != "answer"})
+            final = merge_chunks(final, chunk)
             if chunk.get("answer"):
                 yield self._event({"content": chunk["answer"]}, None)
         yield self._event({}, "stop", erp=_extras(final))

@@ -4,6 +4,7 @@ The finance page is the best match for the question asked; callers without the f
 never see it: not as a source, not in a prompt, not through the response cache.
 """
 
+import json
 import uuid
 
 import httpx
@@ -146,6 +147,26 @@ def test_a_user_without_finance_never_receives_finance_text(keyed_server, redis_
     assert events.status_code == 200 and "on_chat_model_start" in events.text  # the prompt is in the events
     assert SECRET not in events.text and "approval-limits" not in events.text
     assert SECRET not in str(redis_client.lrange(f"context:{bob_session}", 0, -1))
+
+
+def test_roles_in_a_config_url_are_ignored_too(keyed_server):
+    """The playground's /erp/c/{config}/... routes pass through the same binding of the caller."""
+    from langserve.lzstring import LZString
+
+    url, users = keyed_server
+    config = {"configurable": {"session_id": f"c-{uuid.uuid4().hex}", "roles": ["finance", "*"]}}
+    packed = LZString.compressToEncodedURIComponent(json.dumps(config))
+    headers = {"Authorization": f"Bearer {users['bob']}"}
+    reply = httpx.post(
+        f"{url}/erp/c/{packed}/invoke", json={"input": {"question": QUESTION}}, headers=headers, timeout=120
+    )
+    assert reply.status_code == 200, reply.text
+    assert "finance/approval-limits.md" not in [s["source"] for s in reply.json()["output"]["sources"]]
+    bad = LZString.compressToEncodedURIComponent(json.dumps({"configurable": {"session_id": "no spaces"}}))
+    refused = httpx.post(
+        f"{url}/erp/c/{bad}/invoke", json={"input": {"question": QUESTION}}, headers=headers, timeout=30
+    )
+    assert refused.status_code == 422
 
 
 def test_a_session_belongs_to_the_user_who_started_it(keyed_server, redis_client):

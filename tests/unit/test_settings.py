@@ -57,6 +57,14 @@ def test_invalid_values_are_refused(bad):
         Settings(**bad)
 
 
+def test_the_openai_backend_needs_a_server_and_keeps_its_key_secret(monkeypatch):
+    with pytest.raises(ValidationError, match="llm.base_url"):
+        Settings(llm={"backend": "openai"})
+    monkeypatch.setenv("ERP_LLM__API_KEY", "sk-local-123")
+    s = Settings(llm={"backend": "openai", "base_url": "http://vllm:8000/v1"})
+    assert s.llm.api_key.get_secret_value() == "sk-local-123" and "sk-local-123" not in repr(s)
+
+
 def test_paths_derive_from_home(tmp_path: Path):
     s = Settings(home=tmp_path)
     assert s.models_dir == tmp_path / "models"

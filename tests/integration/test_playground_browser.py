@@ -1,0 +1,106 @@
+"""The LangServe playground of the running app, driven in headless Chromium (Debian's, through
+Playwright): a Korean question typed into the form, its answer streamed onto the page with its
+sources, and a follow-up in the same session that uses the history.
+
+The bundled 0.5B Qwen (llama.cpp) answers, so the page shows a real Korean answer. A screenshot of
+the answered page is kept in ``test-artifacts/`` (``ERP_TEST_ARTIFACTS`` to put it elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from erp_chatbot import ERPChatbot
+from erp_chatbot.chains.rag import merge_chunks
+from erp_chatbot.server.app import create_app
+from erp_chatbot.server.background import running_server
+from tests.conftest import REPO, tiny_settings
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright comes with the dev extra")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.demo_llm,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is needed (scripts/test.sh installs it)"),
+]
+ARTIFACTS = Path(os.environ.get("ERP_TEST_ARTIFACTS", REPO / "test-artifacts"))
+QUESTION = "공급업체 청구서는 어떻게 승인하나요?"
+FOLLOW_UP = "그럼 반려는 누가 하나요?"
+
+
+@pytest.fixture(scope="module")
+def base_url(models_dir, tmp_path_factory, e5_dir, sample_index_dir):
+    from erp_chatbot.models.demo import demo_gguf_path
+
+    gguf = demo_gguf_path(models_dir, "qwen2.5-coder-0.5b")
+    settings = tiny_settings(
+        tmp_path_factory.mktemp("home"),
+        gguf,
+        e5_dir,
+        sample_index_dir,
+        llm={"backend": "llama-cpp", "max_new_tokens": 80},
+    )
+    with running_server(create_app(ERPChatbot.from_settings(settings))) as url:
+        yield url
+
+
+@pytest.fixture
+def page(base_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="ko-KR")
+        page.goto(f"{base_url}/erp/playground/")
+        yield page
+        browser.close()
+
+
+def ask(page, question: str) -> dict:
+    """Type ``question`` into the form, start, wait for the streamed output to end; its chunks merged."""
+    field = page.locator("textarea[id='#/properties/question-input']")
+    field.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(question)
+    page.get_by_role("button", name="Start").click()
+    output = page.locator("h2:text-is('Output') + div")
+    sync_api.expect(output).to_contain_text(json.dumps(question, ensure_ascii=False), timeout=60_000)  # this run's
+    # the chain's last chunk is the grounding verdict: the answer has fully streamed by then
+    sync_api.expect(output).to_contain_text('"grounding"', timeout=120_000)
+    chunks = json_objects(output.inner_text())
+    assert len(chunks) >= 5, "the answer should arrive as a stream of chunks"
+    merged: dict = {}
+    for chunk in chunks:
+        merged = merge_chunks(merged, chunk)
+    return merged
+
+
+def json_objects(text: str) -> list[dict]:
+    """The playground prints each streamed chunk as JSON, one after another."""
+    decoder, objects, position = json.JSONDecoder(), [], 0
+    while (start := text.find("{", position)) != -1:
+        value, position = decoder.raw_decode(text, start)
+        objects.append(value)
+    return objects
+
+
+def test_a_korean_question_is_answered_with_sources_and_a_follow_up_uses_the_history(page, redis_client):
+    session_id = f"browser-{os.getpid()}"
+    redis_client.delete(f"context:{session_id}", f"session-owner:{session_id}")
+    page.locator("textarea[id='#/properties/session_id-input']").click()
+    page.keyboard.type(session_id)
+
+    first = ask(page, QUESTION)
+    assert first["language"] == "ko" and first["question"] == QUESTION
+    assert first["sources"][0]["source"] == "purchasing/vendor-bill-approval.ko.md"
+    assert sum("\uac00" <= ch <= "\ud7a3" for ch in first["answer"]) >= 10, "a Korean answer"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "playground-korean-answer.png", full_page=True)
+
+    second = ask(page, FOLLOW_UP)
+    assert second["question"] == FOLLOW_UP
+    assert second["standalone_question"] != FOLLOW_UP and "청구서" in second["standalone_question"]
+    assert redis_client.llen(f"context:{session_id}") == 4
+    redis_client.delete(f"context:{session_id}", f"session-owner:{session_id}")
