@@ -10,9 +10,10 @@ python3 -m pip install --quiet --disable-pip-version-check -e ".[demo,dev]"
 if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
-# The playground test drives Debian's Chromium through Playwright (no browser download).
-if ! command -v chromium >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+# The playground test drives Debian's Chromium through Playwright (no browser download); a Korean
+# font lets its screenshot show the Korean question and answer.
+if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-nanum >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq chromium fonts-nanum >/dev/null
 fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
