@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True, help="settings YAML of the configuration")
     parser.add_argument("--name", required=True, help="key of this configuration in the results")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-context run")
+    parser.add_argument("--language", choices=["en", "ko"], help="only the questions in this language")
     args = parser.parse_args()
     settings = Settings.from_yaml(args.config)
     settings = settings.model_copy(
@@ -41,7 +42,7 @@ def main() -> None:
             "cache": settings.cache.model_copy(update={"enabled": False}),
         }
     )
-    cases = load_answer_cases(DATASET)
+    cases = [c for c in load_answer_cases(DATASET) if args.language in (None, c.language)]
     bot = ERPChatbot.from_settings(settings)
     result = {
         "model": f"{settings.llm.backend}:{llm_path(settings).name}",
@@ -74,7 +75,7 @@ def _ratios(chain: dict, oracle: dict) -> dict:
     ratios = {}
     for language in ("en", "ko"):
         full, ceiling = chain["by_language"][language]["facts_found"], oracle["by_language"][language]["facts_found"]
-        ratios[language] = round(full / ceiling, 2) if ceiling else None
+        ratios[language] = round(full / ceiling, 2) if ceiling else None  # None also when not run
     return ratios
 
 

@@ -222,24 +222,33 @@ def models_import(
     demo: Annotated[bool, typer.Option("--demo", help="the bundled demo GGUF (llm.demo_model)")] = False,
     note: Annotated[str, typer.Option(help="what this version is")] = "",
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Add a version (not activated, unless it is the first)."""
     import tempfile
+    from dataclasses import asdict
 
     from erp_chatbot.models.demo import DEMO_LLMS, assemble_gguf
 
     registry = _registry(config)
+    if source is None and not demo:
+        raise typer.BadParameter("give a model folder or .gguf file, or --demo")
+    gguf = demo or source.suffix == ".gguf"
+    what = "the demo GGUF" if demo else str(source)
+    step = "joining and converting it into an HF folder, about a minute" if gguf else "copying and checksumming"
+    typer.echo(f"importing {what} ({step})...", err=True)
     if demo:
         name = load_settings(config, demo=False).llm.demo_model
         with tempfile.TemporaryDirectory() as tmp:
             version = registry.import_gguf(assemble_gguf(DEMO_LLMS[name], Path(tmp) / "demo.gguf"), note or name)
-    elif source is None:
-        raise typer.BadParameter("give a model folder or .gguf file, or --demo")
-    elif source.suffix == ".gguf":
+    elif gguf:
         version = registry.import_gguf(source, note)
     else:
         version = registry.import_folder(source, note=note)
-    typer.echo(f"imported {version.id} from {'the demo GGUF' if demo else source}")
+    if as_json:
+        typer.echo(json.dumps(asdict(version), indent=2, default=str))
+        return
+    typer.echo(f"imported {version.id} from {what}")
 
 
 @models_app.command("activate")

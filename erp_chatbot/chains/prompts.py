@@ -54,15 +54,17 @@ _SYSTEM = {
 }
 _HUMAN = {
     "en": "Documents:\n{context}\n\nQuestion: {question}",
-    "ko": "문서:\n{context}\n\n질문: {question}\n\n한국어로 답하세요.",
+    "ko": "문서:\n{context}\n\n질문: {question}\n\n문서에 답이 있으면 한국어로 답하세요. 문서에 없는 내용이면 다음 "
+    "문장만 쓰세요: {not_covered}",
 }
 
 # Measured on the Odoo set (bench/README.md): a worked example makes the small models answer
 # Korean questions in Korean with the English names kept (1.5B: 47% -> 100% in Korean), but costs
-# English answers their facts (77% -> 54%), and an example of declining makes them decline
-# answerable questions too. So Korean prompts carry one example, English ones none, and the
-# sentence for "not covered" is given in the system prompt only. The example document is
-# invented, so no knowledge base's text leaks into answers.
+# English answers their facts (77% -> 54%). So Korean prompts carry one worked example, English
+# ones none. Korean prompts also repeat the decline sentence in the question's turn (Korean
+# unanswerable questions declined 25% -> 50%, facts 46% -> 50%); an example of declining declined
+# them all, but also 12-23% of answerable ones and cut the menu paths from sample answers. The
+# example document is invented, so no knowledge base's text leaks into answers.
 _EXAMPLE_CONTEXT = (
     '<document index="1" title="Approving vendor bills" source="purchasing/vendor-bills.md">\n'
     "Bills above the approval limit wait in Purchase ‣ Vendor Bills ‣ To Approve. Open the bill, "
@@ -83,10 +85,11 @@ _EXAMPLES = {
 
 def _messages(language: str) -> list[tuple[str, str]]:
     messages = [("system", _SYSTEM[language].format(not_covered=NOT_COVERED[language]))]
+    template = _HUMAN[language].replace("{not_covered}", NOT_COVERED[language])
     for question, answer in _EXAMPLES[language]:
-        human = _HUMAN[language].replace("{context}", _EXAMPLE_CONTEXT).replace("{question}", question)
+        human = template.replace("{context}", _EXAMPLE_CONTEXT).replace("{question}", question)
         messages += [("human", _escape(human)), ("ai", _escape(answer))]
-    return [*messages, ("human", _HUMAN[language])]
+    return [*messages, ("human", template)]
 
 
 def _escape(text: str) -> str:

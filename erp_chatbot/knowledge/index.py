@@ -30,6 +30,7 @@ from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge.access import EVERYONE
 from erp_chatbot.knowledge.lexical import ANALYZER, LexicalIndex
+from erp_chatbot.knowledge.splitting import indexed_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,8 +58,9 @@ MANIFEST = "manifest.json"
 INDEX_FILES = ("index.faiss", "index.pkl")
 STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
 # 2: every chunk carries its access roles; 3: a BM25 index beside FAISS; 4: plain-text pages are
-# titled by their underlined heading (chunks start with their title, so they change too)
-FORMAT_VERSION = 4
+# titled by their underlined heading (chunks start with their title, so they change too); 5: the
+# embedding and BM25 read the page's path words too (splitting.indexed_text)
+FORMAT_VERSION = 5
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -247,7 +249,8 @@ def _chunk_ids_in_row_order(store: FAISS) -> list[str]:
 def build_lexical(store: FAISS, previous: LexicalIndex | None = None) -> LexicalIndex:
     """The BM25 index over ``store``'s chunks, in FAISS row order."""
     chunk_ids = _chunk_ids_in_row_order(store)
-    return LexicalIndex.build(chunk_ids, [store.docstore.search(c).page_content for c in chunk_ids], previous)
+    texts = [indexed_text(store.docstore.search(c)) for c in chunk_ids]
+    return LexicalIndex.build(chunk_ids, texts, previous)
 
 
 def _selecting(rows: np.ndarray) -> Any:

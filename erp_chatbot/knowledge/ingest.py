@@ -21,7 +21,7 @@ from erp_chatbot.knowledge.access import AccessRules
 from erp_chatbot.knowledge.index import FileRecord, Manifest
 from erp_chatbot.knowledge.lexical import ANALYZER
 from erp_chatbot.knowledge.loaders import iter_files, load_file
-from erp_chatbot.knowledge.splitting import split_documents
+from erp_chatbot.knowledge.splitting import indexed_text, split_documents
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def ingest(
         chunk_size,
         chunk_overlap,
     )
-    vectors = embed_in_batches(embeddings, [c.page_content for c in chunks], batch_size, progress)
+    vectors = embed_in_batches(embeddings, [indexed_text(c) for c in chunks], batch_size, progress)
     dimension = len(vectors[0]) if vectors else (previous.manifest.dimension if previous else _probe(embeddings))
 
     store = previous.store if previous else index_store.new_store(embeddings, dimension)

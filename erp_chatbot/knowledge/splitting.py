@@ -2,12 +2,14 @@
 
 Markdown is first cut at headings so each chunk knows its section; every chunk then starts with
 a ``title > section`` line, which helps both the embedding and a small LLM reading the context.
+Retrieval also reads where the page sits (``indexed_text``), which the LLM does not see.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import PurePosixPath
 
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -41,6 +43,24 @@ def split_documents(documents: list[Document], chunk_size: int, chunk_overlap: i
                 chunks.append(Document(page_content=f"{heading}\n{piece}", metadata=metadata))
                 index += 1
     return chunks
+
+
+def indexed_text(chunk: Document) -> str:
+    """What the embedding and BM25 read of a chunk: its page's path words, then its text.
+
+    Manuals file pages by area ("applications/finance/accounting/.../credit_notes"): those words
+    lead a query to the right part of the manual (Odoo set, Korean questions translated: gold
+    page in the top 5 for 77% with heading titles alone, 85% with path titles). The LLM sees the
+    text only: the small models quoted path words as if they were menu paths.
+    """
+    return f"{path_words(chunk.metadata.get('source', ''))}\n{chunk.page_content}"
+
+
+def path_words(source: str) -> str:
+    """``finance__accounting/credit_notes.en.md`` -> ``finance accounting credit notes``."""
+    path = PurePosixPath(source)
+    stem = re.sub(r"\.(en|ko)$", "", path.with_suffix("").as_posix() if path.name else "")
+    return " ".join(re.split(r"[\W_]+", stem)).strip()
 
 
 def chunk_id(source: str, index: int, text: str) -> str:

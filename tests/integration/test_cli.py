@@ -24,8 +24,24 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("ingest", "ask", "serve"):
+    for command in ("ingest", "ask", "serve", "train", "settings", "models", "keys", "eval"):
         assert command in result.stdout
+    groups = {"models": ("list", "import", "activate", "rollback"), "eval": ("retrieval", "answers")}
+    for group, commands in groups.items():
+        listed = run(group, "--help")
+        assert listed.returncode == 0 and all(command in listed.stdout for command in commands), group
+
+
+def test_models_import_reports_progress_and_json(tmp_path, tiny_lm_dir):
+    config = tmp_path / "erp.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "model_versions": {"min_free_disk_gb": 0}}))
+    imported = run("models", "import", str(tiny_lm_dir), "--note", "tiny", "--config", str(config), "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert "copying" in imported.stderr  # the step is announced on stderr, stdout stays JSON
+    version = json.loads(imported.stdout)
+    assert version["note"] == "tiny" and "config.json" in version["files"]
+    state = json.loads(run("models", "list", "--config", str(config), "--json").stdout)
+    assert state["active"] == version["id"]
 
 
 def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):

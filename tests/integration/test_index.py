@@ -10,6 +10,7 @@ from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndexError, cosine_from_distance
+from erp_chatbot.knowledge.splitting import indexed_text
 from erp_chatbot.retrievers.erp import ERPRetriever
 from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder
 
@@ -32,7 +33,7 @@ def test_scores_are_the_true_cosine(sample_index, embeddings):
     docs = retriever.invoke(query)
     assert len(docs) == 5
     q = np.array(embeddings.embed_query(query))
-    d = np.array(embeddings.embed_documents([doc.page_content for doc in docs]))
+    d = np.array(embeddings.embed_documents([indexed_text(doc) for doc in docs]))  # path words + text
     cosines = d @ q / (np.linalg.norm(d, axis=1) * np.linalg.norm(q))
     assert np.allclose([doc.metadata["score"] for doc in docs], cosines, atol=1e-5)
     assert docs[0].metadata["source"] == "inventory/stock-moves.ko.md"
@@ -270,6 +271,19 @@ def test_the_bm25_index_is_saved_checked_and_swapped_with_faiss(tmp_path, embedd
     terms_file.write_text(terms_file.read_text().replace('"credit"', '"debit"'))
     with pytest.raises(KnowledgeIndexError, match="does not match its manifest checksum"):
         index_store.load(index_dir, embeddings)
+
+
+def test_path_words_lead_retrieval_to_the_page_but_stay_out_of_its_text(tmp_path, embeddings):
+    docs = tmp_path / "docs"
+    (docs / "warehouse").mkdir(parents=True)
+    (docs / "warehouse" / "cycle_counting.md").write_text("# Weekly routine\nCheck a few shelves every week.\n")
+    (docs / "warehouse" / "returns.md").write_text("# Returns\nTake back damaged goods at the gate.\n")
+    index_dir = tmp_path / "index"
+    run_ingest(docs, index_dir, embeddings)
+    index = index_store.load(index_dir, embeddings)
+    best, _ = index.search_lexical("cycle counting", 1)[0]
+    assert best.metadata["source"] == "warehouse/cycle_counting.md"
+    assert not {"cycle", "count"} & set(best.page_content.lower().replace(".", " ").split())
 
 
 def test_incremental_ingest_analyses_only_new_text(tmp_path, embeddings, monkeypatch):

@@ -41,6 +41,8 @@ def test_korean_prompts_show_a_worked_answer_and_both_name_the_exact_decline():
     assert [m.type for m in english] == ["system", "human"]
     assert [m.type for m in korean] == ["system", "human", "ai", "human"]
     assert "**Purchase ‣ Vendor Bills ‣ To Approve**" in korean[2].content  # English names kept
+    assert NOT_COVERED["ko"] in korean[-1].content  # the question's turn names the decline too
+    assert NOT_COVERED["ko"] in korean[-1].content  # the question's turn names the decline too
     for language, messages in (("en", english), ("ko", korean)):
         assert NOT_COVERED[language] in messages[0].content
         assert "CTX" in messages[-1].content and "Q?" in messages[-1].content

@@ -58,7 +58,7 @@ def test_invalid_values_are_refused(bad):
 
 
 def test_the_openai_backend_needs_a_server_and_keeps_its_key_secret(monkeypatch):
-    with pytest.raises(ValidationError, match="llm.base_url"):
+    with pytest.raises(ValidationError, match=r"llm\.base_url"):
         Settings(llm={"backend": "openai"})
     monkeypatch.setenv("ERP_LLM__API_KEY", "sk-local-123")
     s = Settings(llm={"backend": "openai", "base_url": "http://vllm:8000/v1"})

@@ -6,7 +6,7 @@ import pytest
 
 from erp_chatbot.chains.language import detect_language
 from erp_chatbot.knowledge.loaders import DocumentLoadError, iter_files, load_file
-from erp_chatbot.knowledge.splitting import chunk_id, split_documents
+from erp_chatbot.knowledge.splitting import chunk_id, path_words, split_documents
 from tests.conftest import SAMPLE_KNOWLEDGE
 
 
@@ -128,3 +128,16 @@ def test_plain_text_pages_take_their_underlined_heading_as_title(tmp_path: Path)
     (tmp_path / "misc__notes.txt").write_text("just a line\nand another\n")
     titles = {d.metadata["source"]: d.metadata["title"] for f in iter_files(tmp_path) for d in load_file(f, tmp_path)}
     assert titles == {"finance__credit_notes.txt": "Credit Notes and Refunds", "misc__notes.txt": "Misc  notes"}
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("applications__finance__accounting__credit_notes.txt", "applications finance accounting credit notes"),
+        ("purchasing/vendor-bill-approval.ko.md", "purchasing vendor bill approval"),
+        ("hr/leave.en.md", "hr leave"),
+        ("", ""),
+    ],
+)
+def test_path_words_say_where_a_page_sits(source, words):
+    assert path_words(source) == words
