@@ -321,7 +321,8 @@ def test_every_mode_finds_the_page_and_reports_true_cosines(sample_index, embedd
 
 
 def test_a_translated_variant_finds_the_page_in_the_other_language(sample_index, embeddings):
-    retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=4, score_threshold=-1.0)
+    # k=8: each page has 4 chunks, and both pages' path words (inventory stock moves) match the variant
+    retriever = ERPRetriever(index=sample_index, embeddings=embeddings, k=8, score_threshold=-1.0)
     question = "재고 이동은 어디서 확인하나요?"
     alone = retriever.invoke(question)
     both = retriever.invoke(question, variants=["Where do I check stock moves?"])
