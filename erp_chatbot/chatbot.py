@@ -193,13 +193,15 @@ class ERPChatbot:
         embeddings = load_embeddings(settings, plan.embeddings_device)
         index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu, settings.knowledge.signing_secret)
         model_dir = llm_path(settings)
+        llm = build_llm(model_dir, settings.llm, plan.llm, settings.batching)
+        version = model_version(model_dir, settings.llm, served=getattr(llm, "model_name", None))
         return cls(
             settings=settings,
-            llm=build_llm(model_dir, settings.llm, plan.llm, settings.batching),
+            llm=llm,
             embeddings=embeddings,
             index=index,
             history=build_history(settings.memory),
-            cache=build_answer_cache(settings, model_version(model_dir, settings.llm)),
+            cache=build_answer_cache(settings, version),
             model_dir=model_dir,
             placement=plan.llm,
         )

@@ -133,17 +133,18 @@ def _is_openai_chat(llm: BaseLanguageModel) -> bool:
     return isinstance(llm, ChatOpenAI)
 
 
-def model_version(model_path: Path | None, settings: LLMSettings) -> str:
+def model_version(model_path: Path | None, settings: LLMSettings, served: str | None = None) -> str:
     """Identifies the weights and decoding: a changed model or setting gives a new version.
 
-    A served model is identified by its server and name (the server owns its weights).
+    A served model (no ``model_path``) is identified by its server and the name it serves
+    (``served``, as the built model asked the server when ``llm.served_model`` is unset).
     """
     import hashlib
     import json
 
     if model_path is None:
         decoding = json.dumps({**generation_kwargs(settings), "backend": settings.backend}, sort_keys=True)
-        return f"{settings.served_model or 'served'}@{settings.base_url}|{decoding}"
+        return f"{served or settings.served_model}@{settings.base_url}|{decoding}"
     digest = hashlib.sha256()
     for file in [model_path] if model_path.is_file() else sorted(model_path.glob("*")):
         if file.is_file():
