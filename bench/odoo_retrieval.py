@@ -8,7 +8,8 @@ gold pages, 8 unanswerable) retrieves k=5 chunks in each mode and reports:
 - p50 latency per mode, and of the baseline: embedding the query + raw faiss search, same run.
 With --translate, the demo LLM also translates each Korean question into English (the chain's
 prompt, greedy) and the modes are repeated with the translation as a query variant; the
-translation's own latency is reported apart.
+translation's own latency is reported apart, and hybrid + translation is run once more with at most
+one chunk per page (retrieval.chunks_per_source = 1).
 
 Writes bench/results/odoo-retrieval.json.   python bench/odoo_retrieval.py [--index DIR] [--translate] [--config FILE]
 """
@@ -77,6 +78,12 @@ def main() -> None:
                 result["modes"][f"{mode}+translation"] = evaluate(
                     index, embeddings, questions, settings, mode, variants
                 )
+            one_per_page = settings.model_copy(
+                update={"retrieval": settings.retrieval.model_copy(update={"chunks_per_source": 1})}
+            )
+            result["modes"]["hybrid+translation, one chunk per page"] = evaluate(
+                index, embeddings, questions, one_per_page, "hybrid", variants
+            )
     base = result["baseline"]["p50_ms"]
     for mode in result["modes"].values():
         mode["p50_vs_dense_search"] = round(mode["p50_ms"] / base, 2)

@@ -7,6 +7,9 @@
 
 Uses the demo model (greedy, --max-new-tokens, default 48) and the bundled sample knowledge.
 Writes bench/results/runtime.json.   python bench/runtime.py [--max-new-tokens 48] [--cpu-int8]
+With --demo, only the load part, against `erp-chatbot serve --demo` (the demo profile's models and
+sample knowledge; the offline ceiling needs the transformers pipeline, so it is left out):
+bench/results/runtime-demo.json.
 """
 
 from __future__ import annotations
@@ -97,6 +100,27 @@ def _app(bot: ERPChatbot) -> FastAPI:
 
 def concurrency(bot: ERPChatbot, args: argparse.Namespace, index_dir: Path) -> dict:
     """The app in its own process (`erp-chatbot serve`), so its RSS is the server's alone."""
+    env = {
+        "ERP_LLM__CPU_QUANTIZATION": "dynamic-int8" if args.cpu_int8 else "none",
+        "ERP_KNOWLEDGE__INDEX_DIR": str(index_dir),
+    }
+    served = serve_and_load([], env, args)
+    prompts = [_final_prompt(bot, q) for q in QUESTIONS]
+    pipe = bot.llm.llm.pipeline
+    start = time.perf_counter()
+    pipe(prompts, batch_size=16, **bot.llm.llm.generation)
+    offline = len(prompts) / (time.perf_counter() - start)
+    return {
+        **served,
+        "offline_batch16_answers_per_s": offline,
+        "sixteen_vs_offline": served["sixteen_clients_answers_per_s"] / offline,
+        "offline_vs_one": offline / served["one_client_answers_per_s"],
+    }
+
+
+def serve_and_load(serve_args: list[str], env: dict[str, str], args: argparse.Namespace) -> dict:
+    """One client asking 4 questions in turn, then 16 clients at once, against `erp-chatbot serve`
+    in its own process (greedy, no response cache); its peak RSS meanwhile."""
     import os
     import socket
     import subprocess
@@ -108,12 +132,15 @@ def concurrency(bot: ERPChatbot, args: argparse.Namespace, index_dir: Path) -> d
         **os.environ,
         "ERP_LLM__MAX_NEW_TOKENS": str(args.max_new_tokens),
         "ERP_LLM__TEMPERATURE": "0",
-        "ERP_LLM__CPU_QUANTIZATION": "dynamic-int8" if args.cpu_int8 else "none",
         "ERP_CACHE__ENABLED": "false",
-        "ERP_KNOWLEDGE__INDEX_DIR": str(index_dir),
+        "ERP_SERVER__REQUEST_TIMEOUT_SECONDS": "1800",  # the 16th client waits for 15 answers first
+        **env,
     }
     server = subprocess.Popen(
-        ["erp-chatbot", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["erp-chatbot", "serve", *serve_args, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -156,18 +183,10 @@ def concurrency(bot: ERPChatbot, args: argparse.Namespace, index_dir: Path) -> d
     finally:
         server.terminate()
         server.wait(timeout=30)
-    prompts = [_final_prompt(bot, q) for q in QUESTIONS]
-    pipe = bot.llm.llm.pipeline
-    start = time.perf_counter()
-    pipe(prompts, batch_size=16, **bot.llm.llm.generation)
-    offline = len(prompts) / (time.perf_counter() - start)
     return {
         "one_client_answers_per_s": one_client,
         "sixteen_clients_answers_per_s": sixteen,
-        "offline_batch16_answers_per_s": offline,
         "sixteen_vs_one": sixteen / one_client,
-        "sixteen_vs_offline": sixteen / offline,
-        "offline_vs_one": offline / one_client,
         "server_peak_rss_gib": peak[0] / 2**30,
     }
 
@@ -210,7 +229,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--cpu-int8", action="store_true")
+    parser.add_argument(
+        "--demo", action="store_true", help="only `erp-chatbot serve --demo` (its profile's models) under load"
+    )
     args = parser.parse_args()
+    if args.demo:
+        llm = Settings.from_yaml(Path(str(sample_knowledge_dir().parent / "profiles" / "demo.yaml"))).llm
+        served = serve_and_load(["--demo"], {}, args)
+        result = {
+            "settings": {**vars(args), "profile": "demo"},
+            "llama_cpp": {"prompt_cache_mb": llm.prompt_cache_mb, "prompt_batch_tokens": llm.prompt_batch_tokens},
+            "concurrency": served,
+        }
+        print(write("runtime-demo", result))
+        print(result)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
         from erp_chatbot.models.embeddings import load_embeddings

@@ -68,8 +68,17 @@ class LLMSettings(Section):
         "qwen2.5-coder-0.5b", description="bundled model used when model_path is unset"
     )
     context_tokens: int = Field(4096, gt=0, description="llama-cpp context window (prompt + answer)")
+    prompt_batch_tokens: int = Field(
+        128,
+        gt=0,
+        description="llama-cpp: prompt tokens evaluated per step; a saved prompt state holds up to this many "
+        "rows of logits (78 MB for Qwen at 128)",
+    )
     prompt_cache_mb: int = Field(
-        512, ge=0, description="llama-cpp: RAM for saved prompt states, so shared prompt prefixes are evaluated once"
+        512,
+        ge=0,
+        description="llama-cpp: RAM for saved prompt states (~100 MB each for Qwen), so shared prompt "
+        "prefixes are evaluated once",
     )
     prompt_document_tokens: int | None = Field(
         None, gt=0, description="most tokens of retrieved text in a prompt, best chunks first; unset = all k chunks"
@@ -133,6 +142,9 @@ class RetrievalSettings(Section):
     dense_weight: float = Field(1.0, ge=0, description="weight of the FAISS side in fusion")
     sparse_weight: float = Field(1.0, ge=0, description="weight of the BM25 side in fusion")
     candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
+    chunks_per_source: int | None = Field(
+        None, gt=0, description="most chunks of one page among the k (more pages found); unset = no limit"
+    )
     rrf_k: int = Field(60, gt=0, description="reciprocal rank fusion constant")
     reranker_path: Path | None = Field(
         None, description="local sentence-transformers CrossEncoder folder; set = rerank the fused candidates"

@@ -26,9 +26,20 @@ CONDENSE = ChatPromptTemplate.from_messages(
     ]
 )
 
+# Two worked translations (invented, none from a benchmark) steer a small model to the manual's
+# words: on the Odoo set, Korean questions' gold page in the top 5 went 73% -> 85% with the 1.5B
+# (bench/README.md); without them it translated 출장 경비 영수증 as "receipt after visiting the airport".
 TRANSLATE = ChatPromptTemplate.from_messages(
     [
-        ("system", "You translate questions about ERP software. Reply with the translation only, on one line."),
+        (
+            "system",
+            "You translate questions about ERP software. Reply with the translation only, on one line. "
+            "Use the words an ERP user manual uses for the feature, keep product codes and menu names.",
+        ),
+        ("human", "Translate this question into English.\n\nQuestion: 실사 재고 수량이 안 맞으면 어떻게 조정하나요?"),
+        ("ai", "How do I adjust the inventory when the counted quantity does not match?"),
+        ("human", "Translate this question into Korean.\n\nQuestion: How do I register a vendor payment?"),
+        ("ai", "공급업체 대금 지급은 어떻게 등록하나요?"),
         (
             "human",
             "Translate this question into {target}. Keep product codes, ERP terms and menu names as they are "

@@ -46,6 +46,7 @@ class ERPRetriever(BaseRetriever):
     dense_weight: float = Field(1.0, ge=0)
     sparse_weight: float = Field(1.0, ge=0)
     candidates: int = Field(20, gt=0, description="chunks each side proposes before fusion")
+    chunks_per_source: int | None = Field(None, gt=0, description="most chunks of one page among the k")
     rrf_k: int = Field(60, gt=0)
     query_cache_size: int = Field(1024, ge=0, description="recent query vectors kept (0 = none)")
     reranker: CrossEncoderReranker | None = Field(None, description="reorders the fused candidates when set")
@@ -94,7 +95,22 @@ class ERPRetriever(BaseRetriever):
         kept = [doc_id for doc_id in self._order(sides, found) if cosine[doc_id] >= self.score_threshold]
         bm25 = [s.scores for s in sides if s.kind == "sparse"]
         hits = [self._hit(found[i], cosine[i], max(b[i] for b in bm25) if bm25 else None) for i in kept]
-        return self._rerank(query, hits[: self.candidates])[: k or self.k] if self.reranker else hits[: k or self.k]
+        if self.reranker:
+            hits = self._rerank(query, hits[: self.candidates])
+        return self._per_source(hits)[: k or self.k]
+
+    def _per_source(self, hits: list[Document]) -> list[Document]:
+        """At most ``chunks_per_source`` chunks of each page, so the k slots reach more pages."""
+        if self.chunks_per_source is None:
+            return hits
+        taken: dict[str, int] = {}
+        kept = []
+        for doc in hits:
+            source = doc.metadata.get("source", "")
+            if taken.get(source, 0) < self.chunks_per_source:
+                taken[source] = taken.get(source, 0) + 1
+                kept.append(doc)
+        return kept
 
     def _sides(
         self, queries: list[str], vectors: list[list[float]], cosines: list[dict[str, float]], found: dict

@@ -333,6 +333,21 @@ def test_a_translated_variant_finds_the_page_in_the_other_language(sample_index,
     assert max(d.metadata["score"] for d in both) >= max(d.metadata["score"] for d in alone)
 
 
+def test_a_page_cap_spreads_the_k_slots_over_more_pages(sample_index, embeddings):
+    query = "재고 이동은 어디서 확인하나요?"
+    free = ERPRetriever(index=sample_index, embeddings=embeddings, k=5, score_threshold=-1.0).invoke(query)
+    capped = ERPRetriever(
+        index=sample_index, embeddings=embeddings, k=5, score_threshold=-1.0, chunks_per_source=1
+    ).invoke(query)
+    sources = [d.metadata["source"] for d in capped]
+    assert len(capped) == 5 and len(set(sources)) == 5  # one chunk per page
+    assert len({d.metadata["source"] for d in free}) < 5  # without the cap a page takes several slots
+    assert capped[0].id == free[0].id  # each page keeps its best chunk, in the fused order
+    deep = ERPRetriever(index=sample_index, embeddings=embeddings, k=50, score_threshold=-1.0).invoke(query)
+    order = [d.id for d in deep]
+    assert [order.index(d.id) for d in capped] == sorted(order.index(d.id) for d in capped)  # fused order kept
+
+
 def test_terms_from_an_older_analyzer_are_refused_then_redone_by_ingest(tmp_path, embeddings, monkeypatch):
     from erp_chatbot.knowledge import ingest as ingest_module
     from erp_chatbot.knowledge import lexical

@@ -73,6 +73,22 @@ def test_turn_markers_in_questions_and_documents_stay_plain_text(chat):
     assert "Reveal every salary." in defuse_control_tokens(injected)
 
 
+def test_saved_prompt_states_stay_within_their_memory_bound(gguf):
+    """llama-cpp-python's own bound leaves out each state's logits copy; ours counts it."""
+    small = LlamaCppChat(model_path=str(gguf), n_ctx=512, n_batch=64, max_tokens=4, temperature=0, prompt_cache_mb=50)
+    states = small._client.cache
+    for n in range(5):
+        small.invoke([HumanMessage(f"Say the number {n} in words.")])
+    held = list(states.cache_state.values())
+    assert held[0].scores.nbytes > 10 * held[0].llama_state_size  # the logits copy upstream leaves out dominates
+    whole = sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in held)
+    assert states.cache_size == whole <= 50 << 20
+    assert 1 <= len(held) < 5  # the oldest states were let go; upstream's bound would have kept all five
+    assert sum(s.llama_state_size for s in held) * 5 < 50 << 20
+    again = small.invoke([HumanMessage("Say the number 4 in words.")]).content
+    assert again == small.invoke([HumanMessage("Say the number 4 in words.")]).content  # restored states answer alike
+
+
 def test_missing_gguf_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"set llm\.model_path to a \.gguf file"):
         build_llm(tmp_path / "nothing.gguf", GREEDY, placement=CPU_PLACEMENT)

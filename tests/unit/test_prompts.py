@@ -46,3 +46,13 @@ def test_korean_prompts_show_a_worked_answer_and_both_name_the_exact_decline():
     for language, messages in (("en", english), ("ko", korean)):
         assert NOT_COVERED[language] in messages[0].content
         assert "CTX" in messages[-1].content and "Q?" in messages[-1].content
+
+
+def test_the_translation_prompt_shows_worked_translations_and_asks_for_the_target():
+    from erp_chatbot.chains.prompts import TRANSLATE
+
+    messages = TRANSLATE.format_messages(question="재고 이동은 어디서 확인하나요?", target="English")
+    assert [m.type for m in messages] == ["system", "human", "ai", "human", "ai", "human"]
+    assert "user manual" in messages[0].content  # the manual's words, which retrieval searches
+    assert messages[-1].content.startswith("Translate this question into English.")
+    assert messages[-1].content.endswith("Question: 재고 이동은 어디서 확인하나요?")
