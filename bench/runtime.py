@@ -234,7 +234,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.demo:
-        llm = Settings.from_yaml(Path(str(sample_knowledge_dir().parent / "profiles" / "demo.yaml"))).llm
+        from erp_chatbot.cli import load_settings
+
+        llm = load_settings(None, demo=True).llm
         served = serve_and_load(["--demo"], {}, args)
         result = {
             "settings": {**vars(args), "profile": "demo"},

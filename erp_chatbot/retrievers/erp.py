@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -103,12 +103,11 @@ class ERPRetriever(BaseRetriever):
         """At most ``chunks_per_source`` chunks of each page, so the k slots reach more pages."""
         if self.chunks_per_source is None:
             return hits
-        taken: dict[str, int] = {}
+        taken: Counter[str] = Counter()
         kept = []
         for doc in hits:
-            source = doc.metadata.get("source", "")
-            if taken.get(source, 0) < self.chunks_per_source:
-                taken[source] = taken.get(source, 0) + 1
+            taken[doc.metadata.get("source", "")] += 1
+            if taken[doc.metadata.get("source", "")] <= self.chunks_per_source:
                 kept.append(doc)
         return kept
 
