@@ -75,12 +75,12 @@ def plan_devices(settings: Settings, gpus: GPUInventory) -> DevicePlan:
     notes: list[str] = []
     llm = _plan_llm(settings, gpus, notes)
     embed_ids = settings.resources.vector_search.gpu_ids
-    embed_ok = bool(embed_ids) and all(i < gpus.count for i in embed_ids)
-    embeddings_device = f"cuda:{embed_ids[0]}" if embed_ok else "cpu"
-    if embed_ids and not embed_ok:
+    visible = [i for i in embed_ids if i < gpus.count]
+    embeddings_device = f"cuda:{visible[0]}" if visible else "cpu"
+    if embed_ids and not visible:
         notes.append(f"embeddings on CPU: GPU {embed_ids[0]} is not visible")
-    faiss_gpu = embed_ids[0] if embed_ok and gpus.faiss_gpu else None
-    if embed_ok and not gpus.faiss_gpu:
+    faiss_gpu = visible[0] if visible and gpus.faiss_gpu else None
+    if visible and not gpus.faiss_gpu:
         notes.append("FAISS search on CPU: no GPU build of faiss is installed (extra 'gpu')")
     plan = DevicePlan(llm=llm, embeddings_device=embeddings_device, faiss_gpu=faiss_gpu, notes=notes)
     _log_once(plan)
@@ -91,15 +91,16 @@ def _plan_llm(settings: Settings, gpus: GPUInventory, notes: list[str]) -> LLMPl
     if settings.llm.backend == "openai":
         return CPU_PLACEMENT  # nothing loads here: the server at llm.base_url runs the model
     slot = settings.resources.llm
-    wanted = slot.gpu_ids
-    missing = [i for i in wanted if i >= gpus.count]
-    if not wanted or missing:
+    wanted = [i for i in slot.gpu_ids if i < gpus.count]
+    if not wanted:
         how = "through llama.cpp" if settings.llm.backend == "llama-cpp" else "in float32"
         notes.append(
-            f"LLM on CPU {how}: configured GPUs {wanted} but {gpus.count} visible"
+            f"LLM on CPU {how}: configured GPUs {slot.gpu_ids} but {gpus.count} visible"
             + (" (8-bit needs CUDA)" if settings.llm.load_in_8bit and settings.llm.backend == "transformers" else "")
         )
         return CPU_PLACEMENT
+    if len(wanted) < len(slot.gpu_ids):
+        notes.append(f"LLM on GPUs {wanted} only: configured GPUs {slot.gpu_ids} but {gpus.count} visible")
     load_in_8bit = settings.llm.load_in_8bit and gpus.bitsandbytes
     if settings.llm.load_in_8bit and not gpus.bitsandbytes:
         notes.append("LLM in float16, not 8-bit: bitsandbytes is not installed (extra 'gpu')")

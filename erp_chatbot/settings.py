@@ -180,7 +180,7 @@ class BatchingSettings(Section):
     enabled: bool = Field(True, description="gather concurrent generations into batched calls (transformers)")
     batch_size: int = Field(16, gt=0, description="prompts per model call")
     max_concurrency: int = Field(4, gt=0, description="batches in flight at once")
-    max_wait_ms: int = Field(10, ge=0, description="how long a batch waits to fill")
+    max_wait_ms: int = Field(10, ge=0, description="a batch keeps filling while requests arrive less than this apart")
 
 
 class ModelVersionSettings(Section):

@@ -5,11 +5,14 @@ answer as LangChain chat models behind the same chain."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel, BaseLanguageModel
-from langchain_core.messages import BaseMessage
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
@@ -25,12 +28,32 @@ class LocalChatHuggingFace(ChatHuggingFace):
     """``ChatHuggingFace`` whose async paths work over a local pipeline.
 
     Upstream raises ``NotImplementedError`` (``_agenerate``) or reaches for an inference-server
-    client (``_astream``) when the LLM is a ``HuggingFacePipeline``; LangServe serves async. The
-    base chat model's defaults run the sync generation in a worker thread instead.
+    client (``_astream``) when the LLM is a ``HuggingFacePipeline``; LangServe serves async. These
+    hand the chat prompt to the pipeline's own async methods: a batched pipeline awaits its batch
+    without holding a thread, a plain one runs the sync generation in a worker thread.
     """
 
-    _agenerate = BaseChatModel._agenerate
-    _astream = BaseChatModel._astream
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        kwargs.pop("stream", None)
+        result = await self.llm._agenerate([self._to_chat_prompt(messages)], stop=stop, **kwargs)
+        return self._to_chat_result(result)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """Chunks of the answer; the chat model's ``astream`` reports each to the callbacks."""
+        async for chunk in self.llm._astream(self._to_chat_prompt(messages), stop=stop, **kwargs):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk.text), generation_info=chunk.generation_info)
 
     def _to_chatml_format(self, message: BaseMessage) -> dict:
         """Message text with the tokenizer's special tokens defused.

@@ -1,22 +1,25 @@
 """Request batching: concurrent generations share ``model.generate`` calls.
 
-Requests that arrive within ``max_wait_ms`` of each other (up to ``batch_size``, with the same
-generation settings) are padded into one batch; at most ``max_concurrency`` batches run at once.
-Each request keeps its own stream of text, its own result and its own error: a batch that fails is
-retried one request at a time, so one bad request cannot fail the others.
+Requests that arrive less than ``max_wait_ms`` apart (up to ``batch_size``, with the same generation
+settings) are padded into one batch, so a lone request waits ``max_wait_ms`` at most; at most
+``max_concurrency`` batches run at once. Each request keeps its own stream of text, its own result
+and its own error: a batch that fails is retried one request at a time, so one bad request cannot
+fail the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import PrivateAttr
@@ -29,7 +32,7 @@ _DONE = object()
 class _Request:
     prompt: str
     generation: dict[str, Any]
-    output: queue.Queue = field(default_factory=queue.Queue)
+    put: Callable[[Any], None]  # text pieces, then an exception or _DONE; called from a batch's thread
 
     @property
     def group(self) -> tuple:
@@ -69,7 +72,7 @@ class _RowStreamer:
         if not final and text.endswith("\ufffd"):  # half of a multi-byte character: wait
             return
         if len(text) > self.sent[row]:
-            self.requests[row].output.put(text[self.sent[row] :])
+            self.requests[row].put(text[self.sent[row] :])
             self.sent[row] = len(text)
 
 
@@ -95,9 +98,25 @@ class GenerationBatcher:
 
     def submit(self, prompt: str, generation: dict[str, Any]) -> Iterator[str]:
         """Queue one prompt; iterate its generated text as it arrives."""
-        request = _Request(prompt, generation)
-        self._incoming.put(request)
-        while (item := request.output.get()) is not _DONE:
+        arrived: queue.Queue = queue.Queue()
+        self._incoming.put(_Request(prompt, generation, arrived.put))
+        while (item := arrived.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def asubmit(self, prompt: str, generation: dict[str, Any]) -> AsyncIterator[str]:
+        """``submit`` for the event loop: waiting holds no thread, so the number of requests in
+        flight is not capped by the loop's default executor (CPU count + 4 threads)."""
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Queue = asyncio.Queue()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop closed: nobody waits for it
+                loop.call_soon_threadsafe(arrived.put_nowait, item)
+
+        self._incoming.put(_Request(prompt, generation, put))
+        while (item := await arrived.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -111,13 +130,20 @@ class GenerationBatcher:
                 if len(batch) < self.batch_size and request.group == first.group:
                     batch.append(request)
                     pending.remove(request)
+            # Fill while requests keep coming: a burst of N clients reaches the queue spread over far
+            # more than one wait (each passes through an executor thread and the chat template while
+            # a batch holds the GIL), and a fixed deadline split 16 clients into batches of 9, 5, 2.
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.batch_size:
                 try:
                     request = self._incoming.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
                     break
-                (batch if request.group == first.group else pending).append(request)
+                if request.group == first.group:
+                    batch.append(request)
+                    deadline = time.monotonic() + self.max_wait
+                else:
+                    pending.append(request)
             self._slots.acquire()
             threading.Thread(target=self._run, args=(batch,), daemon=True).start()
 
@@ -127,17 +153,17 @@ class GenerationBatcher:
             self._generate(batch)
         except Exception as error:
             if len(batch) == 1:
-                batch[0].output.put(error)
+                batch[0].put(error)
             else:
                 logger.warning("a batch of %d failed (%s); retrying its requests one by one", len(batch), error)
                 for request in batch:
                     try:
                         self._generate([request])
                     except Exception as single_error:
-                        request.output.put(single_error)
+                        request.put(single_error)
         finally:
             for request in batch:
-                request.output.put(_DONE)
+                request.put(_DONE)
             self._slots.release()
 
     def _generate(self, batch: list[_Request]) -> None:
@@ -217,6 +243,34 @@ class BatchedHuggingFacePipeline(HuggingFacePipeline):
             if isinstance(result, BaseException):
                 raise result
         return LLMResult(generations=[[Generation(text=text)] for text in results])
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        async for text in self._batcher.asubmit(prompt, self._decoding(kwargs)):
+            chunk = GenerationChunk(text=text)
+            if run_manager:
+                await run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        decoding = self._decoding(kwargs)
+
+        async def answer(prompt: str) -> str:
+            return "".join([text async for text in self._batcher.asubmit(prompt, decoding)])
+
+        texts = await asyncio.gather(*(answer(prompt) for prompt in prompts))
+        return LLMResult(generations=[[Generation(text=text)] for text in texts])
 
     def _decoding(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self.generation, **kwargs.get("pipeline_kwargs", {})}

@@ -18,14 +18,23 @@ def _fresh_log_memory(monkeypatch):
     monkeypatch.setattr(devices, "_logged_fallbacks", set())
 
 
-@pytest.mark.parametrize("count", [0, 1])
-def test_too_few_gpus_fall_back_to_cpu_without_8bit(count, caplog):
+def test_no_gpu_falls_back_to_cpu_without_8bit(caplog):
     with caplog.at_level(logging.WARNING, logger="erp_chatbot.devices"):
-        plan = plan_devices(Settings(), gpus(count))
+        plan = plan_devices(Settings(), gpus(0))
     assert plan.llm.device_map == "cpu" and not plan.llm.on_gpu
     assert plan.llm.load_in_8bit is False and plan.llm.torch_dtype == "float32"
     assert plan.embeddings_device == "cpu" and plan.faiss_gpu is None
-    assert any("LLM on CPU" in r.message and f"{count} visible" in r.message for r in caplog.records)
+    assert any("LLM on CPU" in r.message and "0 visible" in r.message for r in caplog.records)
+
+
+def test_one_visible_gpu_of_two_configured_still_holds_the_llm(caplog):
+    """A single-GPU workstation with the default settings runs the model on GPU 0, not the CPU."""
+    with caplog.at_level(logging.WARNING, logger="erp_chatbot.devices"):
+        plan = plan_devices(Settings(), gpus(1))
+    assert plan.llm.on_gpu and plan.llm.load_in_8bit and plan.llm.device_map == {"": 0}
+    assert plan.llm.max_memory == {0: "72GiB", "cpu": "64GiB"}
+    assert plan.embeddings_device == "cpu"
+    assert any("LLM on GPUs [0] only" in r.message for r in caplog.records)
 
 
 def test_three_gpus_follow_the_design():
