@@ -232,6 +232,12 @@ class ServerSettings(Section):
     request_timeout_seconds: float = Field(
         300.0, gt=0, description="a request that has not started its response by then gets 504"
     )
+    malloc_arenas: int | None = Field(
+        2,
+        gt=0,
+        description="glibc malloc arenas of the server process: fewer = less memory under many clients; "
+        "unset = glibc's default (8 per core)",
+    )
 
 
 class Settings(BaseSettings):

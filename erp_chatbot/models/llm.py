@@ -40,7 +40,7 @@ class LocalChatHuggingFace(ChatHuggingFace):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        kwargs.pop("stream", None)
+        kwargs.pop("stream", None)  # upstream's streaming flag is for inference servers, not pipelines
         result = await self.llm._agenerate([self._to_chat_prompt(messages)], stop=stop, **kwargs)
         return self._to_chat_result(result)
 
