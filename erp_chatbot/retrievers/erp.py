@@ -106,8 +106,9 @@ class ERPRetriever(BaseRetriever):
         taken: Counter[str] = Counter()
         kept = []
         for doc in hits:
-            taken[doc.metadata.get("source", "")] += 1
-            if taken[doc.metadata.get("source", "")] <= self.chunks_per_source:
+            source = doc.metadata.get("source", "")
+            taken[source] += 1
+            if taken[source] <= self.chunks_per_source:
                 kept.append(doc)
         return kept
 

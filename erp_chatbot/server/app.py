@@ -38,8 +38,8 @@ def limit_malloc_arenas(arenas: int | None) -> None:
     """Cap glibc's malloc arenas for this process (``server.malloc_arenas``).
 
     Each request thread may otherwise get an arena of its own (up to 8 per core, 64 MB reserved
-    each); under 16 demo clients the cap of 2 took the server's peak RSS from 4.61 to 4.08 GiB at
-    the same speed. ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc, nothing.
+    each); under 16 demo clients the cap of 2 took the server's peak RSS from 4.63 to 4.17 GiB at
+    the same answers/s (bench/README.md). ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc, nothing.
     """
     if arenas is None or "MALLOC_ARENA_MAX" in os.environ:
         return
