@@ -50,6 +50,7 @@ def main() -> None:
             "max_new_tokens": settings.llm.max_new_tokens,
             "prompt_document_tokens": settings.llm.prompt_document_tokens,
             "translate_queries": settings.retrieval.translate_queries,
+            "coverage_check": settings.retrieval.coverage_check,
             "cpu_quantization": settings.llm.cpu_quantization,
         },
         "chain": evaluate_answers(lambda q: bot.ask(q), cases),

@@ -1,6 +1,7 @@
 """Serving under load, each figure against its baseline in the same run (run by hand).
 
-- cache hit over HTTP (/erp/invoke) vs a bare FastAPI endpoint returning the same JSON, and vs a miss
+- cache hit over HTTP (/erp/invoke) vs a bare FastAPI endpoint returning the same JSON, and vs a miss;
+  the hit answered in front of LangServe, and through LangServe and the chain
 - 16 concurrent clients vs one client (answers/s), and vs the pipeline run offline on a batch of 16
 - one full chat turn vs model.generate on the same final prompt; time to the first streamed token
 - peak RSS of the process while serving the 16 clients
@@ -9,7 +10,7 @@ Uses the demo model (greedy, --max-new-tokens, default 48) and the bundled sampl
 Writes bench/results/runtime.json.   python bench/runtime.py [--max-new-tokens 48] [--cpu-int8]
 With --demo, only the load part, against `erp-chatbot serve --demo` (the demo profile's models and
 sample knowledge; the offline ceiling needs the transformers pipeline, so it is left out):
-bench/results/runtime-demo.json.
+bench/results/runtime-demo.json. With --only-cache, only the cache figures: bench/results/runtime-cache.json.
 """
 
 from __future__ import annotations
@@ -74,10 +75,18 @@ def invoke(url: str, question: str, client: httpx.Client) -> dict:
 
 
 def cache_over_http(bot: ERPChatbot) -> dict:
-    with running_server(_app(bot)) as url, httpx.Client() as client:
+    """A cache hit answered in front of LangServe, one through LangServe and the chain (the server
+    as it was before, `server.cached_first_turns: false`), and a bare endpoint: each p50 of 200."""
+    server = bot.settings.server.model_copy(update={"cached_first_turns": False})
+    through_chain = _app(bot, bot.settings.model_copy(update={"server": server}))
+    with running_server(through_chain) as url, httpx.Client() as client:
         miss = timed(lambda: invoke(url, QUESTIONS[0], client), 1)[0]
         hit_json = invoke(url, QUESTIONS[0], client)
         assert hit_json["output"]["cached"], "the second ask was not a cache hit"
+        chain_hits = timed(lambda: invoke(url, QUESTIONS[0], client), 200)
+    with running_server(_app(bot)) as url, httpx.Client() as client:
+        front = invoke(url, QUESTIONS[0], client)["output"]
+        assert front["cached"] and front["retrieval_seconds"] == 0.0, "the hit was not answered before the chain"
         hits = timed(lambda: invoke(url, QUESTIONS[0], client), 200)
     bare = FastAPI()
     bare.post("/erp/invoke")(lambda: hit_json)
@@ -85,17 +94,19 @@ def cache_over_http(bot: ERPChatbot) -> dict:
         bare_times = timed(lambda: client.post(f"{bare_url}/erp/invoke", json={}).json(), 200)
     return {
         "hit_p50_ms": p50(hits) * 1000,
+        "hit_through_chain_p50_ms": p50(chain_hits) * 1000,
         "bare_fastapi_p50_ms": p50(bare_times) * 1000,
         "miss_ms": miss * 1000,
         "hit_vs_bare": p50(hits) / p50(bare_times),
+        "hit_through_chain_vs_bare": p50(chain_hits) / p50(bare_times),
         "miss_vs_hit": miss / p50(hits),
     }
 
 
-def _app(bot: ERPChatbot) -> FastAPI:
+def _app(bot: ERPChatbot, settings: Settings | None = None) -> FastAPI:
     from erp_chatbot.server.app import create_app
 
-    return create_app(bot)
+    return create_app(bot, settings)
 
 
 def concurrency(bot: ERPChatbot, args: argparse.Namespace, index_dir: Path) -> dict:
@@ -229,6 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--cpu-int8", action="store_true")
+    parser.add_argument("--only-cache", action="store_true", help="only the cache figures: results/runtime-cache.json")
     parser.add_argument(
         "--demo", action="store_true", help="only `erp-chatbot serve --demo` (its profile's models) under load"
     )
@@ -262,6 +274,10 @@ def main() -> None:
         cached_bot = build(args, index_dir, cache=True)
         result = {"settings": vars(args), "cache": cache_over_http(cached_bot)}
         del cached_bot
+        if args.only_cache:
+            print(write("runtime-cache", result))
+            print(result)
+            return
         bot = build(args, index_dir, cache=False)
         result["chain"] = chain_overhead(bot)
         result["concurrency"] = concurrency(bot, args, index_dir)

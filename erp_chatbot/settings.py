@@ -152,6 +152,11 @@ class RetrievalSettings(Section):
     translate_queries: bool = Field(
         False, description="also search Korean questions translated into English by the LLM; one more LLM call"
     )
+    coverage_check: list[Literal["ko", "en"]] = Field(
+        [],
+        description="questions in these languages are first put to the LLM: do the retrieved chunks answer "
+        "it? no = the documents-do-not-cover answer (a few tokens with llama.cpp, a prefill elsewhere)",
+    )
 
 
 class MemorySettings(Section):
@@ -237,6 +242,11 @@ class ServerSettings(Section):
         gt=0,
         description="glibc malloc arenas of the server process: fewer = less memory under many clients; "
         "unset = glibc's default (8 per core)",
+    )
+    cached_first_turns: bool = Field(
+        True,
+        description="answer cached first turns of <path>/invoke before LangServe runs the chain (no "
+        "LangChain callbacks or tracing for them); false: every request runs the chain",
     )
 
 

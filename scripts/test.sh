@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e ".[demo,dev]"
+./scripts/install.sh demo,dev
 
 # The fault tests start, freeze and kill a redis-server of their own, so the binary is needed too.
 if ! command -v redis-server >/dev/null 2>&1; then

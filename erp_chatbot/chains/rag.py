@@ -12,13 +12,16 @@ declines, and the names, menu steps and numbers it states that no retrieved chun
 unsupported answer is followed by a note that names them and quotes the best chunk instead.
 
 The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
-threshold the answer says the documents do not cover the question, without calling the LLM.
+threshold, or the optional coverage check says the chunks do not answer the question, the answer
+says the documents do not cover it, without generating one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.documents import Document
@@ -39,7 +42,9 @@ from langchain_core.runnables.utils import AddableDict
 from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.prompts import (
+    ANSWER,
     CONDENSE,
+    COVERAGE,
     NOT_COVERED,
     TRANSLATE,
     TRANSLATION_TARGET,
@@ -83,9 +88,12 @@ def build_rag_chain(
     rewriter: Runnable | None = None,
     cache: AnswerCache | None = None,
     index_version: Callable[[], str] = lambda: "",
+    chain_id: str = "",
     translate: bool = False,
     document_tokens: int | None = None,
     count_tokens: Callable[[str], int] = lambda text: len(text.split()),
+    judge: Runnable | None = None,
+    check_coverage: Sequence[Language] = (),
 ) -> Runnable[dict, dict]:
     """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it.
 
@@ -95,13 +103,23 @@ def build_rag_chain(
     ``document_tokens`` bounds the retrieved text in the prompt (``fit_context``, counted with
     ``count_tokens``); the answer's sources are the chunks the model was given.
 
+    For questions in the ``check_coverage`` languages, ``judge`` (the model, greedy, capped at a few
+    tokens) first says whether those chunks answer the question (``COVERAGE``); a "no" gets the
+    documents-do-not-cover answer.
+
     With ``cache``, an answer already given for the same normalised question, retrieved chunks,
-    index version (``index_version()``), model and prompt is returned without calling the LLM.
+    index version (``index_version()``), model and prompt is returned without calling the LLM, and
+    each session's first turn is stored whole under ``cache.turn_key`` with ``chain_id``
+    (``chain_fingerprint``: what else fixes that turn's retrieval and prompt), which
+    ``ERPChatbot.cached_first_turn`` serves without running the chain.
     """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
     translator = TRANSLATE | (rewriter or llm) | StrOutputParser()
     # part of cache keys: the prompt and how much retrieved text it holds
-    prompt_ids = {language: f"{answer_prompt(language)!r}|{document_tokens}" for language in NOT_COVERED}
+    prompt_ids = {
+        language: f"{answer_prompt(language)!r}|{document_tokens}|{language in check_coverage and COVERAGE[language]!r}"
+        for language in NOT_COVERED
+    }
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
         return history.messages(session_id_from(config))
@@ -130,12 +148,45 @@ def build_rag_chain(
         if inputs.get("variants"):
             options["variants"] = inputs["variants"]
         documents = retriever.invoke(inputs["standalone_question"], config, **options)
+        documents = fit_context(documents, document_tokens, count_tokens)
         return {"documents": documents, "retrieval_seconds": time.perf_counter() - start}
 
-    def answer(inputs: dict) -> Runnable:
+    def answer_key(inputs: dict) -> tuple[str, str]:
+        language = detect_language(inputs["question"], default_language)
+        chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in inputs["retrieved"]["documents"]]
+        return cache.key(inputs["standalone_question"].strip(), chunk_ids, index_version(), prompt_ids[language])
+
+    def cached_answer(inputs: dict) -> str | None:
+        if cache is None or not inputs["retrieved"]["documents"]:
+            return None
+        return cache.get(answer_key(inputs))
+
+    def covered(inputs: dict, config: RunnableConfig) -> bool:
+        """The judge's verdict on the retrieved chunks; True without a judge or chunks to judge, and
+        for a cached answer (declines are never cached)."""
+        documents = inputs["retrieved"]["documents"]
+        language = detect_language(inputs["question"], default_language)
+        if judge is None or not documents or language not in check_coverage or inputs["cached_answer"] is not None:
+            return True
+        question = inputs["standalone_question"].strip()
+        translation = f"\n(In English: {inputs['variants'][0]})" if inputs.get("variants") else ""
+        prompt_input = {"question": question, "context": format_context(documents), "translation": translation}
+        verdict = (COVERAGE[language] | judge | StrOutputParser()).invoke(prompt_input, config)
+        return not verdict.strip().lower().startswith("no")
+
+    def answer(inputs: dict, config: RunnableConfig) -> Runnable:
+        respond = respond_to(inputs)
+        if cache is None or inputs["history"]:
+            return respond
+        roles = (config.get("configurable") or {}).get("roles")
+        key = cache.turn_key(inputs["question"], roles, index_version(), chain_id)
+        return respond | _remember_turn(cache, key)
+
+    def respond_to(inputs: dict) -> Runnable:
         language = detect_language(inputs["question"], default_language)
         found = inputs["retrieved"]
-        found = {**found, "documents": fit_context(found["documents"], document_tokens, count_tokens)}
+        if not inputs["covered"]:
+            found = {**found, "documents": []}
         base = {
             "question": inputs["question"],
             "standalone_question": inputs["standalone_question"].strip(),
@@ -160,12 +211,10 @@ def build_rag_chain(
         )
         if cache is None:
             return answering | grounded
-        chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in found["documents"]]
-        key = cache.key(base["standalone_question"], chunk_ids, index_version(), prompt_ids[language])
-        cached = cache.get(key)
+        cached = inputs["cached_answer"]
         if cached is not None:
             return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached}) | grounded
-        return answering | _store_when_done(cache, key) | grounded
+        return answering | _store_when_done(cache, answer_key(inputs)) | grounded
 
     def record(chunks: Iterator[dict], config: RunnableConfig) -> Iterator[dict]:
         final: dict = {}
@@ -192,6 +241,8 @@ def build_rag_chain(
             variants=RunnableLambda(translations) if translate else RunnableLambda(lambda _: [])
         )
         | RunnablePassthrough.assign(retrieved=RunnableLambda(retrieve))
+        | RunnablePassthrough.assign(cached_answer=RunnableLambda(cached_answer))
+        | RunnablePassthrough.assign(covered=RunnableLambda(covered))
         | RunnableLambda(answer)
         | RunnableGenerator(record, arecord)
     ).with_config(run_name="erp_rag")
@@ -217,6 +268,40 @@ def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
             cache.put(key, answer)
 
     return RunnableGenerator(store, astore)
+
+
+def _remember_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
+    """Pass the stream through; cache the complete output of a first turn that was answered."""
+
+    def remember(final: dict) -> None:
+        complete = final.get("answer", "").strip() and "grounding" in final
+        if complete and not final["grounding"]["declined"]:  # declines are not cached, as in the chain
+            cache.put_turn(key, final)
+
+    def store(chunks: Iterator[dict]) -> Iterator[dict]:
+        final: dict = {}
+        for chunk in chunks:
+            final = merge_chunks(final, chunk)
+            yield chunk
+        remember(final)
+
+    async def astore(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+        final: dict = {}
+        async for chunk in chunks:
+            final = merge_chunks(final, chunk)
+            yield chunk
+        remember(final)
+
+    return RunnableGenerator(store, astore)
+
+
+def chain_fingerprint(**settings: Any) -> str:
+    """What besides the question, roles, index and model fixes a first turn: the chain's
+    ``settings`` (retrieval, prompt budget, translation) and its prompts."""
+    prompts = [repr(prompt[language]) for prompt in (ANSWER, COVERAGE) for language in sorted(NOT_COVERED)]
+    prompts.append(repr(TRANSLATE))
+    material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def _grounded(documents: list[Document], language: Language) -> Runnable:

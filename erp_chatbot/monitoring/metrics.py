@@ -62,6 +62,16 @@ class ChatMetrics:
         self._votes = {"up": 0, "down": 0}
         self._lock = threading.Lock()
 
+    def record_answer(self, output: dict[str, Any], seconds: float, model_version: str) -> None:
+        """One answered request: the chain's output and the seconds it took."""
+        self.inference.labels(model_version=model_version).observe(seconds)
+        sources = output.get("sources") or []
+        if sources:
+            self.retrieval_score.observe(sources[0]["score"])
+            self.cache.labels(result="hit" if output.get("cached") else "miss").inc()
+        outcome = "cached" if output.get("cached") else "answered" if sources else "declined"
+        self.requests.labels(model_version=model_version, outcome=outcome).inc()
+
     def record_evaluation(self, name: str, score: float) -> None:
         self.accuracy.labels(source=name).set(score)
 
@@ -103,14 +113,7 @@ class MetricsCallbackHandler(BaseCallbackHandler):
             started = self._roots.pop(run_id, None)
         if started is None or not isinstance(outputs, dict):
             return
-        version = self.model_version()
-        self.metrics.inference.labels(model_version=version).observe(time.perf_counter() - started)
-        sources = outputs.get("sources") or []
-        if sources:
-            self.metrics.retrieval_score.observe(sources[0]["score"])
-            self.metrics.cache.labels(result="hit" if outputs.get("cached") else "miss").inc()
-        outcome = "cached" if outputs.get("cached") else "answered" if sources else "declined"
-        self.metrics.requests.labels(model_version=version, outcome=outcome).inc()
+        self.metrics.record_answer(outputs, time.perf_counter() - started, self.model_version())
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:

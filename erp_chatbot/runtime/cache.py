@@ -161,15 +161,49 @@ class AnswerCache:
         prompt_id = hashlib.sha256(prompt.encode()).hexdigest()[:16]
         return json.dumps(material, ensure_ascii=False), f"{self.model_version}|prompt:{prompt_id}"
 
+    def turn_key(
+        self, question: str, roles: Sequence[str] | None, index_version: str, chain_id: str
+    ) -> tuple[str, str]:
+        """Key of a session's first turn, whole (sources and grounding included).
+
+        With no history the standalone question is the question, and retrieval is deterministic
+        given the question, the caller's roles, the index and the chain (its settings, prompts and
+        model, in ``chain_id`` and the model version): so this key fixes the retrieved chunk ids
+        that ``key`` holds, and a hit can skip retrieval altogether.
+        """
+        material = {
+            "turn": normalise_question(question),
+            "roles": None if roles is None else sorted(roles),
+            "index": index_version,
+        }
+        return json.dumps(material, ensure_ascii=False), f"{self.model_version}|turn:{chain_id}"
+
     def get(self, key: tuple[str, str]) -> str | None:
+        found = self._lookup(key)
+        if found is not None:
+            self._count("hits" if found else "misses")
+        return found or None
+
+    def get_turn(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """A first turn's output; a miss is not counted (the chain's own lookup follows it)."""
+        found = self._lookup(key)
+        if not found:
+            return None
+        self._count("hits")
+        return json.loads(found)
+
+    def put_turn(self, key: tuple[str, str], output: dict[str, Any]) -> None:
+        self.put(key, json.dumps(output, ensure_ascii=False))
+
+    def _lookup(self, key: tuple[str, str]) -> str | None:
+        """The entry's text, "" when there is none, None when the backend failed (logged)."""
         try:
             found = self.backend.lookup(*key)
         except Exception as error:
             self._count("errors")
             logger.warning("response cache lookup failed, answering without it: %s", error)
             return None
-        self._count("hits" if found else "misses")
-        return found[0].text if found else None
+        return found[0].text if found else ""
 
     def put(self, key: tuple[str, str], answer: str) -> None:
         try:

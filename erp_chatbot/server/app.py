@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
+from erp_chatbot.server.cached_turns import ServeCachedTurns
 from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline
 from erp_chatbot.server.openai_compat import add_openai_routes
 from erp_chatbot.settings import Settings
@@ -58,10 +59,11 @@ class Feedback(BaseModel):
 
 
 def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = None) -> FastAPI:
-    """Serve ``chatbot`` (built from ``settings`` when not given)."""
+    """Serve ``chatbot`` (built from ``settings`` when not given; when both are given, ``settings``
+    says how to serve it)."""
     from langserve import add_routes
 
-    settings = chatbot.settings if chatbot else settings or Settings()
+    settings = settings or (chatbot.settings if chatbot else Settings())
     keys = APIKeys(settings.access.api_keys_file) if settings.access.api_keys_file else None
     if keys is None and not is_loopback(settings.server.host):
         raise ValueError(
@@ -171,7 +173,10 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     def root() -> RedirectResponse:
         return RedirectResponse(f"{settings.server.path}/playground/")
 
-    # Added last = runs first: the deadline covers everything, then identity, then the body.
+    # Added last = runs first: the deadline covers everything, then identity, then the body, then
+    # cached first turns are answered before LangServe.
+    if settings.server.cached_first_turns:
+        app.add_middleware(ServeCachedTurns, chatbot=chatbot, path=settings.server.path)
     app.add_middleware(CheckBody, max_bytes=settings.server.max_body_bytes)
     anonymous = Identity("anonymous", tuple(settings.access.default_roles))
     app.add_middleware(Authenticate, keys=keys, anonymous=anonymous)

@@ -4,10 +4,12 @@ import shutil
 import time
 import uuid
 
+import httpx
 import pytest
 import redis
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import Generation
+from langchain_core.runnables import RunnableLambda
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.runtime.cache import AnswerCache, LRUResponseCache, RedisResponseCache, normalise_question
@@ -72,9 +74,9 @@ def test_a_broken_cache_never_fails_a_request(caplog):
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     cache = AnswerCache(RedisResponseCache(dead, max_entries=10, ttl_seconds=10), model_version="m")
     key = cache.key("q", ["c1"], "idx", "prompt")
-    assert cache.get(key) is None
+    assert cache.get(key) is None and cache.get_turn(key) is None
     cache.put(key, "answer")
-    assert cache.stats.errors == 2 and "response cache" in caplog.text
+    assert cache.stats.errors == 3 and "response cache" in caplog.text
 
 
 class LLMCalls(BaseCallbackHandler):
@@ -143,3 +145,70 @@ def test_changed_model_settings_or_index_never_get_old_answers(tmp_path, tiny_lm
     reindex()
     after_reindex = cached_bot(tmp_path / "c", tiny_lm_dir, e5_dir, index_dir, cache_prefix)
     assert not after_reindex.ask(question).cached
+
+
+def test_turn_keys_cover_roles_index_chain_and_model():
+    cache = AnswerCache(LRUResponseCache(max_entries=10, ttl_seconds=60, max_bytes=10_000), model_version="m1")
+    other_model = AnswerCache(cache.backend, model_version="m2")
+    key = cache.turn_key("How do I approve a bill?", ["buyer", "clerk"], "idx1", "chain1")
+    assert key == cache.turn_key("how do I approve a bill", ["clerk", "buyer"], "idx1", "chain1")
+    others = [
+        cache.turn_key("How do I approve a bill?", ["clerk"], "idx1", "chain1"),
+        cache.turn_key("How do I approve a bill?", None, "idx1", "chain1"),
+        cache.turn_key("How do I approve a bill?", ["buyer", "clerk"], "idx2", "chain1"),
+        cache.turn_key("How do I approve a bill?", ["buyer", "clerk"], "idx1", "chain2"),
+        other_model.turn_key("How do I approve a bill?", ["buyer", "clerk"], "idx1", "chain1"),
+        cache.turn_key("How do I reject a bill?", ["buyer", "clerk"], "idx1", "chain1"),
+    ]
+    assert len({key, *others}) == 7
+    cache.put_turn(key, {"answer": "Approve it.", "sources": []})
+    assert cache.get_turn(key) == {"answer": "Approve it.", "sources": []}
+    assert all(cache.get_turn(other) is None for other in others)
+    assert cache.stats.as_dict() == {"hits": 1, "misses": 0, "errors": 0}  # the chain counts its own miss
+
+
+@pytest.fixture
+def cached_server(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, cache_prefix):
+    from erp_chatbot.server.app import create_app
+    from erp_chatbot.server.background import running_server
+
+    bot = cached_bot(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, cache_prefix)
+    with running_server(create_app(bot)) as url:
+        yield bot, url
+
+
+def invoke(url: str, question: str, session_id: str):
+    body = {"input": {"question": question}, "config": {"configurable": {"session_id": session_id}}}
+    return httpx.post(f"{url}/erp/invoke", json=body, timeout=60)
+
+
+def test_cached_first_turns_are_answered_without_the_chain(cached_server, redis_client):
+    bot, url = cached_server
+    question = "How do I approve a vendor bill?"
+    first = invoke(url, question, f"s-{uuid.uuid4().hex}").json()
+    assert first["output"]["cached"] is False and first["output"]["retrieval_seconds"] > 0
+
+    answered_by_chain = bot._chain
+
+    def no_chain(_):
+        raise AssertionError("the chain ran for a cached first turn")
+
+    bot._chain = RunnableLambda(no_chain)  # from here on only the cache can answer
+    session = f"s-{uuid.uuid4().hex}"
+    again = invoke(url, "  how do I approve a VENDOR bill ", session)
+    assert again.status_code == 200, again.text
+    output = again.json()["output"]
+    assert output["cached"] is True and set(again.json()) == set(first) and set(output) == set(first["output"])
+    assert output["question"] == "how do I approve a VENDOR bill" == output["standalone_question"]
+    for field in ("answer", "sources", "grounding", "language"):
+        assert output[field] == first["output"][field]
+    stored = bot.history.messages(session)
+    assert [m.content for m in stored] == [output["question"], output["answer"]]
+    # the session's owner is checked first: someone else's session still gets the chain's 403
+    taken = f"s-{uuid.uuid4().hex}"
+    assert bot.history.claim(taken, "someone-else")
+    assert invoke(url, question, taken).status_code == 403
+
+    bot._chain = answered_by_chain
+    follow_up = invoke(url, question, session).json()["output"]  # the session has history now
+    assert follow_up["retrieval_seconds"] > 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage
 
 from erp_chatbot import ERPChatbot
-from erp_chatbot.chains.prompts import answer_prompt, format_context
+from erp_chatbot.chains.prompts import NOT_COVERED, answer_prompt, format_context
 from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llama_cpp import LlamaCppChat, defuse_control_tokens
 from erp_chatbot.models.llm import bounded, build_llm
@@ -128,3 +130,50 @@ def test_english_follow_up_uses_the_history(llama_bot, session_id):
 def test_off_topic_question_is_declined(llama_bot, session_id):
     answer = llama_bot.ask("Who won the football world cup in 2018?", session_id=session_id)
     assert not answer.covered or not answer.grounded, answer.text
+
+
+@pytest.fixture(scope="module")
+def checking_bot(sample_index_dir, models_dir):
+    """The demo profile's model with its coverage check, on the bundled sample knowledge."""
+    settings = Settings(
+        home=models_dir.parent,
+        llm={"backend": "llama-cpp", "demo_model": "qwen2.5-coder-1.5b", "max_new_tokens": 96, "temperature": 0},
+        retrieval={"coverage_check": ["ko"]},
+        knowledge={"index_dir": sample_index_dir},
+        memory={"redis_url": REDIS_URL},
+        cache={"enabled": True, "redis_prefix": f"test-coverage:{uuid.uuid4().hex}:"},
+    )
+    bot = ERPChatbot.from_settings(settings)
+    yield bot
+    bot.cache.backend.clear()
+
+
+def test_coverage_check_declines_what_the_documents_do_not_answer(checking_bot):
+    question = "2018년 월드컵 우승팀은 어디인가요?"
+    assert checking_bot.retriever.invoke(question), "the cosine threshold alone declined it: nothing to check"
+    answer = checking_bot.ask(question)
+    assert answer.text == NOT_COVERED["ko"] and not answer.covered and not answer.sources, answer
+
+
+def test_coverage_check_lets_answerable_questions_through(checking_bot):
+    answer = checking_bot.ask("재고 이동은 어디서 확인하나요?")
+    assert answer.covered and answer.sources[0].source == "inventory/stock-moves.ko.md", answer
+    assert "재고 이동" in answer.text and answer.text != NOT_COVERED["ko"]
+
+
+class ChatModelCalls(BaseCallbackHandler):
+    def __init__(self):
+        self.count = 0
+
+    def on_chat_model_start(self, *args, **kwargs):
+        self.count += 1
+
+
+def test_a_cached_answer_skips_the_coverage_check(checking_bot, session_id):
+    question = "재고 이동은 어디서 확인하나요?"
+    first = checking_bot.ask(question)  # answered, or already cached by the test above
+    assert first.covered, first
+    calls = ChatModelCalls()
+    config = {"configurable": {"session_id": session_id}, "callbacks": [calls]}
+    again = checking_bot.as_runnable().invoke({"question": question}, config)
+    assert again["cached"] and again["answer"].strip() == first.text and calls.count == 0
