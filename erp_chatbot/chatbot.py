@@ -281,8 +281,7 @@ class ERPChatbot:
         """The chain's output for a session's first question, straight from the response cache, with
         the turn stored; None (the chain must answer) for a follow-up, a miss or no cache.
 
-        Skips the chain's runnables and retrieval (``AnswerCache.turn_key`` says why that is safe):
-        a hit over HTTP took 8.7 ms through LangServe and the chain (bench/README.md).
+        Skips the chain's runnables and retrieval (``AnswerCache.turn_key`` says why that is safe).
         """
         self._live()  # notices a new registry version first: the model is part of the key
         if self.cache is None or self.history.messages(session_id):

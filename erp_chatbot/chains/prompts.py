@@ -121,8 +121,8 @@ UNSUPPORTED_NOTE = {
 
 ANSWER = {language: ChatPromptTemplate.from_messages(_messages(language)) for language in ("en", "ko")}
 
-# The coverage check (``retrieval.coverage_check: llm``) asks the answering model, before it answers,
-# whether the documents answer the question. Its prompt is the answer prompt up to the question, so
+# The coverage check (``retrieval.coverage_check``, per language) asks the answering model, before
+# it answers, whether the documents answer the question. Its prompt is the answer prompt up to the question, so
 # llama.cpp reuses that evaluated prefix (the retrieved text) for the answer and the check costs
 # only its own few tokens. The English question keeps a Korean check on English documents honest.
 _COVERAGE_QUESTION = "\n\nDo the documents above answer this question? Reply yes or no only."

@@ -156,17 +156,18 @@ def build_rag_chain(
         chunk_ids = [doc.metadata.get("chunk_id", doc.id) for doc in inputs["retrieved"]["documents"]]
         return cache.key(inputs["standalone_question"].strip(), chunk_ids, index_version(), prompt_ids[language])
 
-    def cached_answer(inputs: dict) -> str | None:
-        if cache is None or not inputs["retrieved"]["documents"]:
-            return None
-        return cache.get(answer_key(inputs))
+    def gate(inputs: dict, config: RunnableConfig) -> dict:
+        """Adds ``cached_answer`` (or None) and ``covered``: the judge's verdict on the retrieved
+        chunks, asked only after a cache miss (declines are never cached)."""
+        documents = inputs["retrieved"]["documents"]
+        cached = cache.get(answer_key(inputs)) if cache is not None and documents else None
+        return {**inputs, "cached_answer": cached, "covered": cached is not None or covered(inputs, config)}
 
     def covered(inputs: dict, config: RunnableConfig) -> bool:
-        """The judge's verdict on the retrieved chunks; True without a judge or chunks to judge, and
-        for a cached answer (declines are never cached)."""
+        """True without a judge, chunks to judge or a check for the question's language."""
         documents = inputs["retrieved"]["documents"]
         language = detect_language(inputs["question"], default_language)
-        if judge is None or not documents or language not in check_coverage or inputs["cached_answer"] is not None:
+        if judge is None or not documents or language not in check_coverage:
             return True
         question = inputs["standalone_question"].strip()
         translation = f"\n(In English: {inputs['variants'][0]})" if inputs.get("variants") else ""
@@ -241,58 +242,50 @@ def build_rag_chain(
             variants=RunnableLambda(translations) if translate else RunnableLambda(lambda _: [])
         )
         | RunnablePassthrough.assign(retrieved=RunnableLambda(retrieve))
-        | RunnablePassthrough.assign(cached_answer=RunnableLambda(cached_answer))
-        | RunnablePassthrough.assign(covered=RunnableLambda(covered))
+        | RunnableLambda(gate)
         | RunnableLambda(answer)
         | RunnableGenerator(record, arecord)
     ).with_config(run_name="erp_rag")
 
 
-def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
-    """Pass the stream through; cache the complete answer once it has been generated."""
+def _when_complete(finish: Callable[[dict], None]) -> Runnable:
+    """Pass the stream through; once it has ended, call ``finish`` with the complete output."""
 
-    def store(chunks: Iterator[dict]) -> Iterator[dict]:
-        answer = ""
+    def watch(chunks: Iterator[dict]) -> Iterator[dict]:
+        final: dict = {}
         for chunk in chunks:
-            answer += chunk.get("answer", "")
+            final = merge_chunks(final, chunk)
             yield chunk
-        if answer.strip():
-            cache.put(key, answer)
+        finish(final)
 
-    async def astore(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
-        answer = ""
+    async def awatch(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+        final: dict = {}
         async for chunk in chunks:
-            answer += chunk.get("answer", "")
+            final = merge_chunks(final, chunk)
             yield chunk
-        if answer.strip():
-            cache.put(key, answer)
+        finish(final)
 
-    return RunnableGenerator(store, astore)
+    return RunnableGenerator(watch, awatch)
+
+
+def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
+    """Cache the complete answer once it has been generated."""
+
+    def store(final: dict) -> None:
+        if final.get("answer", "").strip():
+            cache.put(key, final["answer"])
+
+    return _when_complete(store)
 
 
 def _remember_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
-    """Pass the stream through; cache the complete output of a first turn that was answered."""
+    """Cache the complete output of a first turn that was answered (declines are not cached)."""
 
     def remember(final: dict) -> None:
-        complete = final.get("answer", "").strip() and "grounding" in final
-        if complete and not final["grounding"]["declined"]:  # declines are not cached, as in the chain
+        if final.get("answer", "").strip() and not final.get("grounding", {"declined": True})["declined"]:
             cache.put_turn(key, final)
 
-    def store(chunks: Iterator[dict]) -> Iterator[dict]:
-        final: dict = {}
-        for chunk in chunks:
-            final = merge_chunks(final, chunk)
-            yield chunk
-        remember(final)
-
-    async def astore(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
-        final: dict = {}
-        async for chunk in chunks:
-            final = merge_chunks(final, chunk)
-            yield chunk
-        remember(final)
-
-    return RunnableGenerator(store, astore)
+    return _when_complete(remember)
 
 
 def chain_fingerprint(**settings: Any) -> str:
