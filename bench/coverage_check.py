@@ -8,10 +8,15 @@ questions translated, hybrid, 400 tokens of chunks) and asks the model, greedy, 
   then times the answer's first token, which reuses the evaluated prefix;
 - ``independent``: a prompt of its own (English instructions, the English question, the same chunks):
   a second prefill of the chunks;
-- ``titles``: the same question over the chunks' titles only.
+- ``titles``: the same question over the chunks' titles only;
+- ``described``: the shared prefix, with a judge question that says what a software manual does
+  not hold (a company's people, contact details, figures, policies; general knowledge).
+
+``--dataset`` takes another question set, e.g. ``datasets/sample-policies-ko.jsonl`` over the
+bundled sample knowledge, whose HR pages state company policies.
 
 Writes bench/results/coverage-check.json (merged per mode and language):
-    python bench/coverage_check.py --config FILE --mode shared --language ko
+    python bench/coverage_check.py --config FILE --mode shared --language ko [--dataset FILE]
 The config names the Odoo index (`erp-chatbot ingest ../shared/data/odoo-docs-14.0/en`) and the model.
 """
 
@@ -31,6 +36,7 @@ from erp_chatbot.chains.prompts import (
     TRANSLATE,
     TRANSLATION_TARGET,
     answer_prompt,
+    coverage_prompts,
     fit_context,
     format_context,
 )
@@ -41,6 +47,11 @@ from erp_chatbot.models.llm import bounded
 from erp_chatbot.settings import Settings
 
 DATASET = Path(__file__).resolve().parent / "datasets" / "odoo-bilingual.jsonl"
+DESCRIBED = (
+    "\n\nA software manual explains how to use the software. It does not hold a company's own people, "
+    "contact details, figures or policies, nor general knowledge. Do the documents above explain how to "
+    "do what this question asks in the software? Reply yes or no only."
+)
 INDEPENDENT = [
     ("system", "You check whether documents answer a question. Reply yes or no."),
     (
@@ -61,8 +72,9 @@ TITLES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--mode", choices=["shared", "independent", "titles"], required=True)
+    parser.add_argument("--mode", choices=["shared", "independent", "titles", "described"], required=True)
     parser.add_argument("--language", choices=["en", "ko"], required=True)
+    parser.add_argument("--dataset", type=Path, default=DATASET)
     args = parser.parse_args()
     from langchain_core.prompts import ChatPromptTemplate
 
@@ -74,7 +86,8 @@ def main() -> None:
     prompts = {"independent": ChatPromptTemplate.from_messages(INDEPENDENT)}
     prompts["titles"] = ChatPromptTemplate.from_messages(TITLES)
     rows = []
-    for case in load_answer_cases(DATASET):
+    described = coverage_prompts(DESCRIBED)
+    for case in load_answer_cases(args.dataset):
         if case.language != args.language:
             continue
         question = case.question
@@ -87,9 +100,10 @@ def main() -> None:
         context = format_context(docs)
         english = variants[0] if variants else question
         start = time.perf_counter()
-        if args.mode == "shared":
+        if args.mode in ("shared", "described"):
             translation = f"\n(In English: {variants[0]})" if variants else ""
-            verdict = (COVERAGE[case.language] | judge).invoke(
+            prompt = COVERAGE if args.mode == "shared" else described
+            verdict = (prompt[case.language] | judge).invoke(
                 {"question": question, "context": context, "translation": translation}
             )
         else:
@@ -123,7 +137,8 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
     }
     path = RESULTS / "coverage-check.json"
     merged = json.loads(path.read_text()) if path.is_file() else {"machine": machine(), "runs": {}}
-    merged["runs"][f"{args.mode}/{args.language}"] = {"summary": summary, "questions": rows}
+    suffix = "" if args.dataset == DATASET else f"/{args.dataset.stem}"
+    merged["runs"][f"{args.mode}/{args.language}{suffix}"] = {"summary": summary, "questions": rows}
     path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
     print(summary, f"wrote {path}")
 

@@ -244,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--demo", action="store_true", help="only `erp-chatbot serve --demo` (its profile's models) under load"
     )
+    parser.add_argument("--variant", default="", help="--demo: what this run's configuration is, for the results")
     args = parser.parse_args()
     if args.demo:
         from erp_chatbot.cli import load_settings
@@ -254,6 +255,7 @@ def main() -> None:
             "settings": {**vars(args), "profile": "demo"},
             "llama_cpp": {"prompt_cache_mb": llm.prompt_cache_mb, "prompt_batch_tokens": llm.prompt_batch_tokens},
             "concurrency": served,
+            "variant": args.variant,
         }
         print(write("runtime-demo", result))
         print(result)

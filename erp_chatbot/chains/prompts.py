@@ -125,9 +125,20 @@ ANSWER = {language: ChatPromptTemplate.from_messages(_messages(language)) for la
 # it answers, whether the documents answer the question. Its prompt is the answer prompt up to the question, so
 # llama.cpp reuses that evaluated prefix (the retrieved text) for the answer and the check costs
 # only its own few tokens. The English question keeps a Korean check on English documents honest.
-_COVERAGE_QUESTION = "\n\nDo the documents above answer this question? Reply yes or no only."
-_JUDGED = {lang: _ASK[lang] + "{translation}" + _COVERAGE_QUESTION for lang in ("en", "ko")}
-COVERAGE = {language: ChatPromptTemplate.from_messages(_messages(language, _JUDGED[language])) for language in _JUDGED}
+COVERAGE_QUESTION = "\n\nDo the documents above answer this question? Reply yes or no only."
+
+
+def coverage_prompts(judge_question: str = COVERAGE_QUESTION) -> dict[str, ChatPromptTemplate]:
+    """Per language: the answer prompt up to the question, the English translation, ``judge_question``."""
+    return {
+        language: ChatPromptTemplate.from_messages(
+            _messages(language, _ASK[language] + "{translation}" + judge_question)
+        )
+        for language in ("en", "ko")
+    }
+
+
+COVERAGE = coverage_prompts()
 
 
 def format_conversation(messages: list[BaseMessage]) -> str:

@@ -143,11 +143,15 @@ class LlamaCppChat(BaseChatModel):
 
 
 def prompt_state_cache(capacity_bytes: int) -> Any:
-    """llama-cpp-python's RAM cache of prompt states, bounded by what the states really hold.
+    """llama-cpp-python's RAM cache of prompt states, each stored without its logits copy.
 
-    Its own bound counts only the context bytes of each state, not the copy of the logits buffer
-    every state carries (up to ``n_batch`` rows of vocabulary floats: 311 MB for Qwen at n_batch 512), so a
-    "512 MB" cache grew to 5.6 GB serving 16 clients (bench/README.md).
+    Every saved state carries a copy of the logits buffer (``n_batch`` rows of vocabulary floats:
+    78 MB for Qwen at 128, against ~20 MB of evaluated context for a 700-token prompt), which
+    upstream's bound does not count, so a "512 MB" cache grew to 5.6 GB serving 16 clients
+    (bench/README.md). Those logits are never read: ``Llama.generate`` evaluates a restored prompt
+    again from at least its last token. So a state keeps one row (what ``load_state`` needs to
+    fill the buffer) and the bound counts what a state really holds: about five times as many
+    prompt prefixes fit in the same memory.
     """
     from llama_cpp import LlamaRAMCache
 
@@ -158,6 +162,10 @@ def prompt_state_cache(capacity_bytes: int) -> Any:
                 state.llama_state_size + state.scores.nbytes + state.input_ids.nbytes
                 for state in self.cache_state.values()
             )
+
+        def __setitem__(self, key: Any, state: Any) -> None:
+            state.scores = state.scores[-1:].copy()
+            super().__setitem__(key, state)
 
     return PromptStateCache(capacity_bytes=capacity_bytes)
 
