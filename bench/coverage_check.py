@@ -3,21 +3,22 @@
 For each question of bench/datasets/odoo-bilingual.jsonl, retrieves as the chain does (Korean
 questions translated, hybrid, 400 tokens of chunks) and asks the model, greedy, for a yes or no:
 
-- ``shared``: the shipped check (``chains.prompts.COVERAGE``): the answer prompt up to the question,
+- ``shared``: the default check (``chains.prompts.COVERAGE["documents"]``): the answer prompt up to the question,
   the English translation, "Do the documents above answer this question? Reply yes or no only.";
   then times the answer's first token, which reuses the evaluated prefix;
 - ``independent``: a prompt of its own (English instructions, the English question, the same chunks):
   a second prefill of the chunks;
 - ``titles``: the same question over the chunks' titles only;
-- ``described``: the shared prefix, with a judge question that says what a software manual does
-  not hold (a company's people, contact details, figures, policies; general knowledge).
+- ``manual``: the shared prefix, with ``retrieval.coverage_question: manual``'s judge question, which
+  says what a software manual does not hold (a company's people, contact details, figures,
+  policies; general knowledge).
 
 ``--dataset`` takes another question set, e.g. ``datasets/sample-policies-ko.jsonl`` over the
 bundled sample knowledge, whose HR pages state company policies.
 
 Writes bench/results/coverage-check.json (merged per mode and language):
     python bench/coverage_check.py --config FILE --mode shared --language ko [--dataset FILE]
-The config names the Odoo index (`erp-chatbot ingest ../shared/data/odoo-docs-14.0/en`) and the model.
+The config names the Odoo index and the model: `bench/odoo.yaml` (how to build its index is in it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from erp_chatbot.chains.prompts import (
     TRANSLATE,
     TRANSLATION_TARGET,
     answer_prompt,
-    coverage_prompts,
     fit_context,
     format_context,
 )
@@ -47,11 +47,6 @@ from erp_chatbot.models.llm import bounded
 from erp_chatbot.settings import Settings
 
 DATASET = Path(__file__).resolve().parent / "datasets" / "odoo-bilingual.jsonl"
-DESCRIBED = (
-    "\n\nA software manual explains how to use the software. It does not hold a company's own people, "
-    "contact details, figures or policies, nor general knowledge. Do the documents above explain how to "
-    "do what this question asks in the software? Reply yes or no only."
-)
 INDEPENDENT = [
     ("system", "You check whether documents answer a question. Reply yes or no."),
     (
@@ -72,7 +67,7 @@ TITLES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--mode", choices=["shared", "independent", "titles", "described"], required=True)
+    parser.add_argument("--mode", choices=["shared", "independent", "titles", "manual"], required=True)
     parser.add_argument("--language", choices=["en", "ko"], required=True)
     parser.add_argument("--dataset", type=Path, default=DATASET)
     args = parser.parse_args()
@@ -86,7 +81,6 @@ def main() -> None:
     prompts = {"independent": ChatPromptTemplate.from_messages(INDEPENDENT)}
     prompts["titles"] = ChatPromptTemplate.from_messages(TITLES)
     rows = []
-    described = coverage_prompts(DESCRIBED)
     for case in load_answer_cases(args.dataset):
         if case.language != args.language:
             continue
@@ -100,9 +94,9 @@ def main() -> None:
         context = format_context(docs)
         english = variants[0] if variants else question
         start = time.perf_counter()
-        if args.mode in ("shared", "described"):
+        if args.mode in ("shared", "manual"):
             translation = f"\n(In English: {variants[0]})" if variants else ""
-            prompt = COVERAGE if args.mode == "shared" else described
+            prompt = COVERAGE["documents" if args.mode == "shared" else "manual"]
             verdict = (prompt[case.language] | judge).invoke(
                 {"question": question, "context": context, "translation": translation}
             )

@@ -9,7 +9,7 @@ grounded, and the median seconds to the complete answer and to its first token.
 
 Results are merged into bench/results/odoo-answers-models.json under --name, so configurations can be
 run one after another:  python bench/odoo_answers.py --config FILE --name NAME [--no-oracle]
-The index is the one the config names (build it with `erp-chatbot ingest ../shared/data/odoo-docs-14.0/en`).
+The index is the one the config names; `bench/odoo.yaml` is the demo chain over the Odoo manual.
 """
 
 from __future__ import annotations

@@ -181,6 +181,7 @@ class ERPChatbot:
             count_tokens=count_tokens,
             judge=bounded(llm, COVERAGE_TOKENS),
             check_coverage=self.settings.retrieval.coverage_check,
+            coverage_question=self.settings.retrieval.coverage_question,
         ).with_config(callbacks=[self._metrics_handler])
         self._metrics_handler.count_tokens = count_tokens
         self.llm, self.cache, self._chain = llm, cache, chain

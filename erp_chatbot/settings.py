@@ -157,6 +157,11 @@ class RetrievalSettings(Section):
         description="questions in these languages are first put to the LLM: do the retrieved chunks answer "
         "it? no = the documents-do-not-cover answer (a few tokens with llama.cpp, a prefill elsewhere)",
     )
+    coverage_question: Literal["documents", "manual"] = Field(
+        "documents",
+        description="what the coverage check asks: do the documents answer it; manual = for knowledge that is "
+        "a software manual only, also no to a company's own people, figures or policies and general knowledge",
+    )
 
 
 class MemorySettings(Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal
 
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
@@ -125,10 +126,20 @@ ANSWER = {language: ChatPromptTemplate.from_messages(_messages(language)) for la
 # it answers, whether the documents answer the question. Its prompt is the answer prompt up to the question, so
 # llama.cpp reuses that evaluated prefix (the retrieved text) for the answer and the check costs
 # only its own few tokens. The English question keeps a Korean check on English documents honest.
-COVERAGE_QUESTION = "\n\nDo the documents above answer this question? Reply yes or no only."
+# ``retrieval.coverage_question`` picks the question: ``documents`` suits any knowledge; ``manual``
+# suits knowledge that is a software manual only, where a company's people, figures and policies are
+# out of scope however close the retrieved pages come (an HR page answers "how do I record leave?",
+# not "how many days do our interns get?"). On a company's own policies, ``manual`` wrongly declines.
+CoverageQuestion = Literal["documents", "manual"]
+COVERAGE_QUESTIONS: dict[CoverageQuestion, str] = {
+    "documents": "\n\nDo the documents above answer this question? Reply yes or no only.",
+    "manual": "\n\nA software manual explains how to use the software. It does not hold a company's own people, "
+    "contact details, figures or policies, nor general knowledge. Do the documents above explain how to "
+    "do what this question asks in the software? Reply yes or no only.",
+}
 
 
-def coverage_prompts(judge_question: str = COVERAGE_QUESTION) -> dict[str, ChatPromptTemplate]:
+def coverage_prompts(judge_question: str) -> dict[str, ChatPromptTemplate]:
     """Per language: the answer prompt up to the question, the English translation, ``judge_question``."""
     return {
         language: ChatPromptTemplate.from_messages(
@@ -138,7 +149,7 @@ def coverage_prompts(judge_question: str = COVERAGE_QUESTION) -> dict[str, ChatP
     }
 
 
-COVERAGE = coverage_prompts()
+COVERAGE = {kind: coverage_prompts(question) for kind, question in COVERAGE_QUESTIONS.items()}
 
 
 def format_conversation(messages: list[BaseMessage]) -> str:

@@ -49,6 +49,7 @@ from erp_chatbot.chains.prompts import (
     TRANSLATE,
     TRANSLATION_TARGET,
     UNSUPPORTED_NOTE,
+    CoverageQuestion,
     answer_prompt,
     fit_context,
     format_context,
@@ -94,6 +95,7 @@ def build_rag_chain(
     count_tokens: Callable[[str], int] = lambda text: len(text.split()),
     judge: Runnable | None = None,
     check_coverage: Sequence[Language] = (),
+    coverage_question: CoverageQuestion = "documents",
 ) -> Runnable[dict, dict]:
     """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it.
 
@@ -104,8 +106,8 @@ def build_rag_chain(
     ``count_tokens``); the answer's sources are the chunks the model was given.
 
     For questions in the ``check_coverage`` languages, ``judge`` (the model, greedy, capped at a few
-    tokens) first says whether those chunks answer the question (``COVERAGE``); a "no" gets the
-    documents-do-not-cover answer.
+    tokens) first says whether those chunks answer the question (``COVERAGE[coverage_question]``); a
+    "no" gets the documents-do-not-cover answer.
 
     With ``cache``, an answer already given for the same normalised question, retrieved chunks,
     index version (``index_version()``), model and prompt is returned without calling the LLM, and
@@ -115,10 +117,11 @@ def build_rag_chain(
     """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
     translator = TRANSLATE | (rewriter or llm) | StrOutputParser()
-    # part of cache keys: the prompt and how much retrieved text it holds
+    judge_prompt = COVERAGE[coverage_question]
+    checks = {language: language in check_coverage and judge_prompt[language] for language in NOT_COVERED}
+    # part of cache keys: the prompt, how much retrieved text it holds and the check before it
     prompt_ids = {
-        language: f"{answer_prompt(language)!r}|{document_tokens}|{language in check_coverage and COVERAGE[language]!r}"
-        for language in NOT_COVERED
+        language: f"{answer_prompt(language)!r}|{document_tokens}|{checks[language]!r}" for language in NOT_COVERED
     }
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
@@ -172,7 +175,7 @@ def build_rag_chain(
         question = inputs["standalone_question"].strip()
         translation = f"\n(In English: {inputs['variants'][0]})" if inputs.get("variants") else ""
         prompt_input = {"question": question, "context": format_context(documents), "translation": translation}
-        verdict = (COVERAGE[language] | judge | StrOutputParser()).invoke(prompt_input, config)
+        verdict = (judge_prompt[language] | judge | StrOutputParser()).invoke(prompt_input, config)
         return not verdict.strip().lower().startswith("no")
 
     def answer(inputs: dict, config: RunnableConfig) -> Runnable:
@@ -291,7 +294,7 @@ def _remember_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
 def chain_fingerprint(**settings: Any) -> str:
     """What besides the question, roles, index and model fixes a first turn: the chain's
     ``settings`` (retrieval, prompt budget, translation) and its prompts."""
-    prompts = [repr(prompt[language]) for prompt in (ANSWER, COVERAGE) for language in sorted(NOT_COVERED)]
+    prompts = [repr(prompt[language]) for prompt in (ANSWER, *COVERAGE.values()) for language in sorted(NOT_COVERED)]
     prompts.append(repr(TRANSLATE))
     material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]

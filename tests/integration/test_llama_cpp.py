@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 
@@ -16,7 +17,7 @@ from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llama_cpp import LlamaCppChat, defuse_control_tokens
 from erp_chatbot.models.llm import bounded, build_llm
 from erp_chatbot.settings import LLMSettings, Settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, SHARED_DATA, ingest_folder
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python comes with the demo extra")
 
@@ -195,3 +196,51 @@ def test_a_cached_answer_skips_the_coverage_check(checking_bot, session_id):
     config = {"configurable": {"session_id": session_id}, "callbacks": [calls]}
     again = checking_bot.as_runnable().invoke({"question": question}, config)
     assert again["cached"] and again["answer"].strip() == first.text and calls.count == 0
+
+
+# Odoo manual pages near questions about a company's own staff (phones, leave), which they do not answer
+ODOO_PAGES = (
+    "applications__general__voip__axivox.txt",
+    "applications__general__voip__onsip.txt",
+    "applications__marketing__sms_marketing__pricing__pricing_and_faq.txt",
+    "applications__finance__accounting__bank__feeds__bank_synchronization.txt",
+    "applications__services__timesheets__overview__time_off.txt",
+    "applications__finance__accounting__taxation__fiscal_year__close_fiscal_year.txt",
+    "applications__finance__accounting__receivables__customer_invoices__deferred_revenues.txt",
+    "applications__services__helpdesk__overview__reports.txt",
+)
+
+
+@pytest.fixture(scope="module")
+def manual_bot(tmp_path_factory, embeddings, models_dir):
+    """The demo model checking Korean questions with ``coverage_question: manual``, over Odoo pages."""
+    odoo = SHARED_DATA / "odoo-docs-14.0" / "en"
+    if not odoo.is_dir():
+        pytest.skip("../shared/data/odoo-docs-14.0 is not present")
+    pages = tmp_path_factory.mktemp("odoo-pages")
+    for name in ODOO_PAGES:
+        shutil.copy(odoo / name, pages / name)
+    index_dir = tmp_path_factory.mktemp("odoo-index")
+    ingest_folder(pages, index_dir, embeddings)
+    settings = Settings(
+        home=models_dir.parent,
+        llm={"backend": "llama-cpp", "demo_model": "qwen2.5-coder-1.5b", "max_new_tokens": 96, "temperature": 0},
+        retrieval={"coverage_check": ["ko"], "coverage_question": "manual", "translate_queries": True},
+        knowledge={"index_dir": index_dir},
+        memory={"redis_url": REDIS_URL},
+        cache={"enabled": False},
+    )
+    return ERPChatbot.from_settings(settings)
+
+
+@pytest.mark.parametrize("question", ["사장님 집 전화번호가 뭐예요?", "올해 인턴은 휴가를 며칠 받나요?"])
+def test_manual_coverage_question_declines_what_a_manual_cannot_hold(manual_bot, question):
+    assert manual_bot.retriever.invoke(question), "the cosine threshold alone declined it: nothing to check"
+    answer = manual_bot.ask(question)
+    assert answer.text == NOT_COVERED["ko"] and not answer.covered, answer
+
+
+def test_manual_coverage_question_lets_how_to_questions_through(manual_bot):
+    answer = manual_bot.ask("휴가 유형은 어디서 설정하나요?")
+    assert answer.covered and any("time_off" in source.source for source in answer.sources), answer
+    assert "Time Off" in answer.text, answer.text

@@ -2,7 +2,7 @@
 
 from langchain_core.documents import Document
 
-from erp_chatbot.chains.prompts import NOT_COVERED, answer_prompt, fit_context
+from erp_chatbot.chains.prompts import COVERAGE, NOT_COVERED, answer_prompt, fit_context
 
 
 def words(text: str) -> int:
@@ -56,3 +56,15 @@ def test_the_translation_prompt_shows_worked_translations_and_asks_for_the_targe
     assert "user manual" in messages[0].content  # the manual's words, which retrieval searches
     assert messages[-1].content.startswith("Translate this question into English.")
     assert messages[-1].content.endswith("Question: 재고 이동은 어디서 확인하나요?")
+
+
+def test_every_coverage_question_shares_the_answer_prompt_up_to_the_question():
+    """llama.cpp then reuses the check's evaluated prefix (system, example, chunks) for the answer."""
+    for language in ("en", "ko"):
+        answer = answer_prompt(language).format_messages(context="CTX", question="Q?")
+        for kind, prompt in COVERAGE.items():
+            check = prompt[language].format_messages(context="CTX", question="Q?", translation="")
+            assert [m.content for m in check[:-1]] == [m.content for m in answer[:-1]], kind
+            asked = check[-1].content
+            assert asked.startswith(answer[-1].content.split("Q?")[0] + "Q?") and asked.endswith("yes or no only.")
+    assert "software manual" in COVERAGE["manual"]["ko"].messages[-1].prompt.template

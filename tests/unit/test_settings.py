@@ -48,6 +48,7 @@ def test_missing_yaml_says_which_file(tmp_path: Path):
     [
         {"retrieval": {"k": 0}},
         {"retrieval": {"score_threshold": 1.5}},
+        {"retrieval": {"coverage_question": "everything"}},
         {"knowledge": {"chunk_size": 200, "chunk_overlap": 200}},
         {"llm": {"temprature": 0.5}},
     ],
@@ -91,3 +92,16 @@ def test_readme_configuration_table_is_the_generated_reference():
     assert all(row["meaning"] for row in reference()), "every setting needs a description"
     names = {row["setting"] for row in reference()}
     assert {"llm.backend", "retrieval.k", "memory.ttl_seconds", "cache.max_entries"} <= names
+
+
+def test_the_odoo_bench_config_is_the_demo_profile_over_a_manual(monkeypatch):
+    """Benchmarks on the Odoo manual measure what the demo ships, but for a manual's coverage question."""
+    for name in ("ERP_CONFIG", "ERP_RETRIEVAL__COVERAGE_QUESTION"):
+        monkeypatch.delenv(name, raising=False)
+    repo = Path(__file__).resolve().parents[2]
+    demo = Settings.from_yaml(repo / "erp_chatbot" / "profiles" / "demo.yaml")
+    odoo = Settings.from_yaml(repo / "bench" / "odoo.yaml")
+    assert odoo.llm == demo.llm
+    assert demo.retrieval.coverage_question == "documents"
+    assert odoo.retrieval == demo.retrieval.model_copy(update={"coverage_question": "manual"})
+    assert odoo.index_dir.name == "odoo-index"
