@@ -159,9 +159,19 @@ class RetrievalSettings(Section):
     )
     coverage_question: Literal["documents", "manual"] = Field(
         "documents",
-        description="what the coverage check asks: do the documents answer it; manual = for knowledge that is "
-        "a software manual only, also no to a company's own people, figures or policies and general knowledge",
+        description="what the coverage check asks (manual needs coverage_check): do the documents answer it; "
+        "manual = for knowledge that is a software manual only, also no to a company's own people, figures or "
+        "policies and general knowledge",
     )
+
+    @model_validator(mode="after")
+    def _question_needs_a_check(self) -> RetrievalSettings:
+        if self.coverage_question != "documents" and not self.coverage_check:
+            raise ValueError(
+                f"retrieval.coverage_question: {self.coverage_question} changes the coverage check, which is off; "
+                "set retrieval.coverage_check too (e.g. [ko])"
+            )
+        return self
 
 
 class MemorySettings(Section):

@@ -49,6 +49,7 @@ def test_missing_yaml_says_which_file(tmp_path: Path):
         {"retrieval": {"k": 0}},
         {"retrieval": {"score_threshold": 1.5}},
         {"retrieval": {"coverage_question": "everything"}},
+        {"retrieval": {"coverage_question": "manual"}},  # no check to ask it: a no-op is refused
         {"knowledge": {"chunk_size": 200, "chunk_overlap": 200}},
         {"llm": {"temprature": 0.5}},
     ],
