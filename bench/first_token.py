@@ -13,8 +13,7 @@ the other in one process:
 
 Writes bench/results/first-token.json:
     python bench/first_token.py --config FILE [--language ko]
-The config names the Odoo index (`erp-chatbot ingest ../shared/data/odoo-docs-14.0/en`) and the
-demo LLM settings.
+The config names the Odoo index and the demo LLM settings, e.g. `bench/odoo.yaml`.
 """
 
 from __future__ import annotations
@@ -34,13 +33,11 @@ DATASET = Path(__file__).resolve().parent / "datasets" / "odoo-bilingual.jsonl"
 
 
 def upstream_states(capacity_bytes: int):
-    """The cache before: each state stored whole, logits copy included (and counted)."""
+    """The cache before: the shipped bound, but each state stored as upstream saves it, logits copy included."""
     from llama_cpp import LlamaRAMCache
 
-    class WholeStates(LlamaRAMCache):
-        @property
-        def cache_size(self) -> int:
-            return sum(s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in self.cache_state.values())
+    class WholeStates(type(prompt_state_cache(0))):
+        __setitem__ = LlamaRAMCache.__setitem__
 
     return WholeStates(capacity_bytes=capacity_bytes)
 

@@ -139,7 +139,7 @@ COVERAGE_QUESTIONS: dict[CoverageQuestion, str] = {
 }
 
 
-def coverage_prompts(judge_question: str) -> dict[str, ChatPromptTemplate]:
+def _coverage_prompts(judge_question: str) -> dict[str, ChatPromptTemplate]:
     """Per language: the answer prompt up to the question, the English translation, ``judge_question``."""
     return {
         language: ChatPromptTemplate.from_messages(
@@ -149,7 +149,7 @@ def coverage_prompts(judge_question: str) -> dict[str, ChatPromptTemplate]:
     }
 
 
-COVERAGE = {kind: coverage_prompts(question) for kind, question in COVERAGE_QUESTIONS.items()}
+COVERAGE = {kind: _coverage_prompts(question) for kind, question in COVERAGE_QUESTIONS.items()}
 
 
 def format_conversation(messages: list[BaseMessage]) -> str:
