@@ -126,9 +126,8 @@ def translate(questions, settings: Settings) -> tuple[dict[str, list[str]], dict
         text = translator.invoke({"question": q["question"], "target": TRANSLATION_TARGET["en"]})
         samples.append(time.perf_counter() - start)
         variants[q["id"]] = usable_translation(text, q["question"], "en")
-    examples = {key: variants[key] for key in list(variants)[:6]}
     usable = sum(bool(v) for v in variants.values()) / len(variants)
-    return variants, {"p50_s": round(statistics.median(samples), 2), "usable": round(usable, 3), "examples": examples}
+    return variants, {"p50_s": round(statistics.median(samples), 2), "usable": round(usable, 3), "all": variants}
 
 
 def evaluate(index, embeddings, questions, settings: Settings, mode: str, variants: dict | None = None) -> dict:

@@ -111,7 +111,9 @@ class EmbeddingSettings(Section):
     model_path: Path | None = Field(None, description="local sentence-transformers folder; unset = demo")
     query_prefix: str = Field("query: ", description="prefix of queries (e5's prompt)")
     passage_prefix: str = Field("passage: ", description="prefix of indexed passages (e5's prompt)")
-    batch_size: int = Field(32, gt=0, description="texts per embedding batch")
+    batch_size: int = Field(
+        32, gt=0, description="texts per encoder call: ingestion, and queries of concurrent retrievals"
+    )
 
 
 class KnowledgeSettings(Section):

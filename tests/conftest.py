@@ -7,6 +7,7 @@ Heavy fixtures are session-scoped. Demo models are converted once into the user 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -141,3 +142,21 @@ def tiny_settings(tmp_path: Path, tiny_lm_dir: Path, e5_dir: Path, index_dir: Pa
     for key, value in overrides.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return Settings(**base)
+
+
+def concurrently(function, items):
+    """``function`` on every item at once, one thread each: results (or errors) in item order."""
+    results = [None] * len(items)
+
+    def run(index):
+        try:
+            results[index] = function(items[index])
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results

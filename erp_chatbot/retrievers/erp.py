@@ -18,6 +18,7 @@ from erp_chatbot.knowledge.access import EVERYONE
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.retrievers.fusion import Fusion, fuse
 from erp_chatbot.retrievers.reranker import CrossEncoderReranker
+from erp_chatbot.runtime.batching import QueryEmbeddingBatcher
 from erp_chatbot.settings import Settings
 
 
@@ -32,7 +33,9 @@ class ERPRetriever(BaseRetriever):
     ``title`` and ``roles`` in its metadata, best first; chunks under ``score_threshold`` are
     dropped. Pass the caller's roles as ``invoke(query, roles=[...])`` (``default_roles``
     otherwise): chunks they may not read are excluded inside both searches. Async calls run in a worker thread
-    (``BaseRetriever``'s default), which suits the blocking searches.
+    (``BaseRetriever``'s default), which suits the blocking searches. A call's phrasings, and the
+    queries of concurrent calls, share encoder calls of up to ``query_batch_size`` texts (through
+    the embeddings' ``embed_queries`` where they have it).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -49,10 +52,21 @@ class ERPRetriever(BaseRetriever):
     chunks_per_source: int | None = Field(None, gt=0, description="most chunks of one page among the k")
     rrf_k: int = Field(60, gt=0)
     query_cache_size: int = Field(1024, ge=0, description="recent query vectors kept (0 = none)")
+    query_batch_size: int = Field(32, gt=0, description="most queries per encoder call (1 = one call each)")
     reranker: CrossEncoderReranker | None = Field(None, description="reorders the fused candidates when set")
     default_roles: list[str] = Field(default_factory=lambda: [EVERYONE], description="roles when a call names none")
     _vectors: OrderedDict[str, list[float]] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _batcher: QueryEmbeddingBatcher = PrivateAttr()
+
+    def model_post_init(self, context: object) -> None:
+        super().model_post_init(context)
+        encode = getattr(self.embeddings, "embed_queries", None) or self._embed_one_by_one
+        self._batcher = QueryEmbeddingBatcher(encode, self.query_batch_size)
+
+    @property
+    def batcher(self) -> QueryEmbeddingBatcher:
+        return self._batcher
 
     @classmethod
     def from_settings(
@@ -64,6 +78,7 @@ class ERPRetriever(BaseRetriever):
             index=index,
             embeddings=embeddings,
             default_roles=settings.access.default_roles,
+            query_batch_size=settings.embeddings.batch_size,
             reranker=CrossEncoderReranker(path, device, settings.embeddings.batch_size) if path else None,
             **retrieval.model_dump(include=set(cls.model_fields) & set(type(retrieval).model_fields)),
         )
@@ -82,7 +97,7 @@ class ERPRetriever(BaseRetriever):
             return []
         roles = self.default_roles if roles is None else roles
         queries = [query, *(v for v in variants if v.strip() and v != query)]
-        vectors = [self._embed(q) for q in queries]
+        vectors = self._embed(queries)
         depth = max(self.candidates, k or self.k)
         dense = [self.index.search(v, depth, roles) for v in vectors] if self.mode != "sparse" else []
         sparse = [self.index.search_lexical(q, depth, roles) for q in queries] if self.mode != "dense" else []
@@ -148,19 +163,24 @@ class ERPRetriever(BaseRetriever):
             metadata["bm25"] = bm25
         return Document(page_content=doc.page_content, metadata=metadata, id=doc.id)
 
-    def _embed(self, query: str) -> list[float]:
-        """Embed the query, remembering recent ones: repeated questions skip the encoder."""
+    def _embed(self, queries: list[str]) -> list[list[float]]:
+        """Embed the queries, remembering recent ones: repeated questions skip the encoder."""
         with self._lock:
-            if query in self._vectors:
+            known = {q: self._vectors[q] for q in queries if q in self._vectors}
+            for query in known:
                 self._vectors.move_to_end(query)
-                return self._vectors[query]
-        vector = self.embeddings.embed_query(query)
-        if self.query_cache_size:
+        new = [q for q in dict.fromkeys(queries) if q not in known]
+        known.update(zip(new, self._batcher.embed(new), strict=True))
+        if self.query_cache_size and new:
             with self._lock:
-                self._vectors[query] = vector
+                self._vectors.update((q, known[q]) for q in new)
                 while len(self._vectors) > self.query_cache_size:
                     self._vectors.popitem(last=False)
-        return vector
+        return [known[q] for q in queries]
+
+    def _embed_one_by_one(self, queries: list[str]) -> list[list[float]]:
+        """For embeddings without ``embed_queries``: LangChain's interface embeds one query per call."""
+        return [self.embeddings.embed_query(q) for q in queries]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """Request batching on the tiny local GPT-2: shared model calls, separate results, errors, streams."""
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -9,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.runtime.batching import BatchedHuggingFacePipeline
-from tests.conftest import tiny_settings
+from tests.conftest import concurrently, tiny_settings
 
 PROMPTS = [f"user: How do I approve vendor bill number {i} in Accounting?\nassistant:" for i in range(8)]
 
@@ -26,23 +25,6 @@ def batched(tiny_lm_dir):
         max_concurrency=2,
         max_wait_ms=50,
     )
-
-
-def concurrently(function, items):
-    results = [None] * len(items)
-
-    def run(index):
-        try:
-            results[index] = function(items[index])
-        except Exception as error:
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(items))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 def test_concurrent_calls_share_batches_and_keep_their_own_results(batched):
