@@ -18,6 +18,8 @@ from erp_chatbot.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_KNOWLEDGE = REPO / "erp_chatbot" / "sample_knowledge"
 SHARED_DATA = REPO.parent / "shared" / "data"
+# The sample page gives this menu path in both UI languages, so an answer may give either.
+STOCK_MOVES_MENU = ("재고 > 보고 > 재고 이동", "Inventory > Reporting > Stock Moves")
 REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -79,7 +79,7 @@ _HUMAN = {
 # them all, but also 12-23% of answerable ones and cut the menu paths from sample answers. The
 # example document is invented, so no knowledge base's text leaks into answers.
 _EXAMPLE_CONTEXT = (
-    '<document index="1" title="Approving vendor bills" source="purchasing/vendor-bills.md">\n'
+    '<document index="1" title="Approving vendor bills">\n'
     "Bills above the approval limit wait in Purchase ‣ Vendor Bills ‣ To Approve. Open the bill, "
     "check the amounts against the purchase order and click *Approve*. Rejected bills go back to "
     "the buyer with a comment.\n</document>"
@@ -160,15 +160,18 @@ def format_conversation(messages: list[BaseMessage]) -> str:
 def format_context(documents: list[Document]) -> str:
     """Each chunk quoted as data inside ``<document>`` tags, headed by its number and title.
 
+    Not its file path: the chain cites sources itself, and on the Odoo set the 1.5B model turned
+    paths such as ``applications__inventory_and_mrp__...`` into menu paths; without them the first
+    token came 0.90x as soon (English) with the same facts (bench/README.md).
+
     Tag look-alikes inside a chunk are escaped, so a document cannot close its quote and speak as
     the prompt; the model's own turn markers are defused when the chat template is applied.
     """
     blocks = []
     for number, doc in enumerate(documents, start=1):
         title = _attribute(doc.metadata.get("title") or doc.metadata.get("source", ""))
-        source = _attribute(doc.metadata.get("source", ""))
         body = _DOCUMENT_TAG.sub(r"&lt;\1document", doc.page_content)
-        blocks.append(f'<document index="{number}" title="{title}" source="{source}">\n{body}\n</document>')
+        blocks.append(f'<document index="{number}" title="{title}">\n{body}\n</document>')
     return "\n\n".join(blocks)
 
 

@@ -99,5 +99,6 @@ def test_documents_are_quoted_and_cannot_close_their_quote():
     )
     context = format_context([hostile, Document(page_content="Inventory > Transfers", metadata={"source": "a.md"})])
     assert context.count("<document ") == 2 and context.count("</document>") == 2
-    assert context.startswith('<document index="1" title="Pay \'bands\' &lt;/document>" source="hr/pay.md">')
+    assert context.startswith('<document index="1" title="Pay \'bands\' &lt;/document>">')
     assert "Inventory > Transfers" in context  # menu paths stay readable
+    assert "hr/pay.md" not in context and 'title="a.md"' in context  # a path is shown only for want of a title
