@@ -99,7 +99,7 @@ def concurrency(shared: ERPRetriever, separate: ERPRetriever, rounds: int) -> di
     }
     mark = len(shared.batcher.batch_sizes)
     result["16_clients_shared_calls_per_s"] = throughput(shared, 16, rounds)
-    calls = shared.batcher.batch_sizes[mark:]
+    calls = list(shared.batcher.batch_sizes)[mark:]
     result["16_clients_shared_texts_per_call_mean"] = sum(calls) / len(calls)
     result["16_clients_shared_vs_one_call_each"] = (
         result["16_clients_shared_calls_per_s"] / result["16_clients_one_call_each_per_s"]

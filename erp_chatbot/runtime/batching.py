@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from pydantic import PrivateAttr
 
 logger = logging.getLogger(__name__)
 _DONE = object()
+_RECENT_CALLS = 1024  # batch sizes kept for tests and benchmarks; a server runs for months
 
 
 @dataclass
@@ -100,7 +102,7 @@ class GenerationBatcher:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._incoming: queue.Queue[_Request] = queue.Queue()
         self._slots = threading.Semaphore(max_concurrency)
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: deque[int] = deque(maxlen=_RECENT_CALLS)  # of the latest calls
         threading.Thread(target=self._dispatch, name="erp-batcher", daemon=True).start()
 
     def submit(self, prompt: str, generation: dict[str, Any]) -> Iterator[str]:
@@ -294,8 +296,8 @@ class _Queries:
 class QueryEmbeddingBatcher:
     """Encodes the queries of concurrent callers in shared calls of up to ``batch_size`` texts.
 
-    No thread of its own: the caller that finds the encoder idle encodes every query waiting by
-    then (its own first, in arrival order), then hands the turn to the next caller still waiting.
+    No thread of its own: the caller that finds the encoder idle encodes the waiting queries, in
+    arrival order, until its own are done, then hands the turn to the next caller still waiting.
     One encoder call at a time: on a CPU, concurrent calls only compete for the same cores.
     """
 
@@ -306,7 +308,7 @@ class QueryEmbeddingBatcher:
         self._waiting: list[_Queries] = []
         self._busy = False
         self._lock = threading.Lock()
-        self.batch_sizes: list[int] = []  # texts per encoder call, for tests and benchmarks
+        self.batch_sizes: deque[int] = deque(maxlen=_RECENT_CALLS)  # texts per recent encoder call
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """The vectors of ``texts``, in order; blocks until they are encoded."""

@@ -31,7 +31,7 @@ def test_concurrent_calls_share_batches_and_keep_their_own_results(batched):
     alone = [batched.invoke(p) for p in PROMPTS[:3]]
     before = len(batched.batcher.batch_sizes)
     together = concurrently(batched.invoke, PROMPTS)
-    sizes = batched.batcher.batch_sizes[before:]
+    sizes = list(batched.batcher.batch_sizes)[before:]
     assert sum(sizes) == len(PROMPTS) and max(sizes) > 1 and max(sizes) <= 4
     assert all(isinstance(t, str) and t for t in together)
     assert together[:3] == alone  # greedy: batching with left padding changes no answer
@@ -94,7 +94,7 @@ def test_a_staggered_burst_fills_whole_batches(tiny_lm_dir):
 
     results = concurrently(arrive_and_ask, list(range(8)))
     assert all(isinstance(r, str) for r in results)
-    assert batched.batcher.batch_sizes == [4, 4]
+    assert list(batched.batcher.batch_sizes) == [4, 4]
 
 
 async def test_async_requests_hold_no_thread_so_a_burst_fills_one_batch(tiny_lm_dir):

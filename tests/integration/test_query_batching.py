@@ -29,11 +29,11 @@ def ranking(documents):
 def test_concurrent_retrievals_share_encoder_calls_and_keep_their_own_results(sample_index, embeddings):
     retriever = ERPRetriever(index=sample_index, embeddings=embeddings, query_cache_size=0, score_threshold=-1)
     alone = [ranking(retriever.invoke(q)) for q in QUESTIONS]
-    assert retriever.batcher.batch_sizes == [1] * len(QUESTIONS)
+    assert list(retriever.batcher.batch_sizes) == [1] * len(QUESTIONS)
 
     before = len(retriever.batcher.batch_sizes)
     together = concurrently(lambda q: ranking(retriever.invoke(q)), QUESTIONS)
-    calls = retriever.batcher.batch_sizes[before:]
+    calls = list(retriever.batcher.batch_sizes)[before:]
     for (ids, scores), (alone_ids, alone_scores) in zip(together, alone, strict=True):
         assert ids == alone_ids  # a padded batch gives each query the vector it gets alone
         assert scores == pytest.approx(alone_scores, abs=1e-5)
@@ -44,7 +44,7 @@ def test_a_questions_phrasings_are_encoded_in_one_call(sample_index, embeddings)
     retriever = ERPRetriever(index=sample_index, embeddings=embeddings, query_cache_size=0)
     question, translation = "재고 이동은 어디서 확인하나요?", "Where can I check stock moves?"
     found = retriever.invoke(question, variants=[translation])
-    assert retriever.batcher.batch_sizes == [2]
+    assert list(retriever.batcher.batch_sizes) == [2]
     assert found and found[0].metadata["source"].startswith("inventory/")
     vectors = retriever.batcher.embed([question, translation])
     alone = [embeddings.embed_query(question), embeddings.embed_query(translation)]
@@ -55,11 +55,11 @@ def test_more_queries_than_a_call_holds_are_split(sample_index, embeddings):
     batcher = QueryEmbeddingBatcher(embeddings.embed_queries, batch_size=2)
     texts = ["stock moves", "vendor bills", "leave", "expenses", "payments"]
     vectors = batcher.embed(texts)
-    assert batcher.batch_sizes == [2, 2, 1] and batcher.embed([]) == []
+    assert list(batcher.batch_sizes) == [2, 2, 1] and batcher.embed([]) == []
     np.testing.assert_allclose(vectors, [embeddings.embed_query(t) for t in texts], atol=1e-5)
     one_each = ERPRetriever(index=sample_index, embeddings=embeddings, query_cache_size=0, query_batch_size=1)
     one_each.invoke("재고 이동은 어디서 확인하나요?", variants=["Where can I check stock moves?"])
-    assert one_each.batcher.batch_sizes == [1, 1]
+    assert list(one_each.batcher.batch_sizes) == [1, 1]
 
 
 def gated(encode, gate: threading.Event):
@@ -109,7 +109,7 @@ def test_queued_queries_fill_calls_up_to_the_batch_size(embeddings):
     batcher = QueryEmbeddingBatcher(gated(embeddings.embed_queries, gate), batch_size=4)
     requests = [["first"], ["a", "b"], ["c"], ["d", "e"], ["f"]]
     results = queue_behind_first(batcher, requests, gate)
-    assert batcher.batch_sizes == [1, 3, 3]  # [a b c] then [d e f]: [d e] did not fit beside [a b c]
+    assert list(batcher.batch_sizes) == [1, 3, 3]  # [a b c] then [d e f]: [d e] did not fit beside [a b c]
     for texts, vectors in zip(requests, results, strict=True):
         np.testing.assert_allclose(vectors, [embeddings.embed_query(t) for t in texts], atol=1e-5)
 
@@ -122,7 +122,7 @@ def test_a_query_the_encoder_refuses_fails_alone(embeddings):
     assert isinstance(results[2], ValueError) and "poison" in str(results[2])
     for index in (0, 1, 3):
         np.testing.assert_allclose(results[index], [embeddings.embed_query(requests[index][0])], atol=1e-5)
-    assert batcher.batch_sizes == [1, 3]  # the shared call failed, then each was retried alone
+    assert list(batcher.batch_sizes) == [1, 3]  # the shared call failed, then each was retried alone
 
 
 def test_batch_size_must_be_positive(embeddings):
