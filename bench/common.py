@@ -36,3 +36,10 @@ def write(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def dense_search(embeddings: Any, faiss_index: Any, query: str, k: int) -> None:
+    """The baseline retrieval is measured against: embed the query, then a raw faiss search."""
+    import numpy as np
+
+    faiss_index.search(np.asarray([embeddings.embed_query(query)], dtype="float32"), k)

@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-from common import p50, timed, write
+from common import dense_search, p50, timed, write
 
 from erp_chatbot import Settings
 from erp_chatbot.knowledge import index as index_store
@@ -48,15 +47,10 @@ PAIRS = [
 ]
 
 
-def dense_baseline(retriever: ERPRetriever, question: str) -> None:
-    vector = np.asarray([retriever.embeddings.embed_query(question)], dtype="float32")
-    retriever.index.store.index.search(vector, retriever.k)
-
-
 def one_retrieval(shared: ERPRetriever, separate: ERPRetriever, repeat: int) -> dict:
     """Interleaved per question, so that every arm sees the same machine state."""
     arms = {
-        "dense_search": lambda ko, en: dense_baseline(shared, ko),
+        "dense_search": lambda ko, en: dense_search(shared.embeddings, shared.index.store.index, ko, shared.k),
         "hybrid_one_phrasing_shared_calls": lambda ko, en: shared.invoke(ko),
         "hybrid_one_phrasing_one_call_each": lambda ko, en: separate.invoke(ko),
         "hybrid_translation_shared_calls": lambda ko, en: shared.invoke(ko, variants=[en]),

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import p50, timed, write
+from common import dense_search, p50, timed, write
 
 from erp_chatbot import Settings
 from erp_chatbot.knowledge import index as index_store
@@ -47,12 +47,9 @@ QUERIES = [
 def compare(retriever: ERPRetriever, repeat: int = 5) -> dict:
     embeddings, faiss_index = retriever.embeddings, retriever.index.store.index
 
-    def raw(query: str) -> None:
-        vector = np.asarray([embeddings.embed_query(query)], dtype="float32")
-        faiss_index.search(vector, retriever.k)
-
+    k = retriever.k
     ours = [t for q in QUERIES for t in timed(lambda q=q: retriever.invoke(q), repeat)]
-    base = [t for q in QUERIES for t in timed(lambda q=q: raw(q), repeat)]
+    base = [t for q in QUERIES for t in timed(lambda q=q: dense_search(embeddings, faiss_index, q, k), repeat)]
     return {"erp_retriever_p50_ms": p50(ours) * 1000, "raw_p50_ms": p50(base) * 1000, "ratio": p50(ours) / p50(base)}
 
 

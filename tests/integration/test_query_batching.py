@@ -83,25 +83,17 @@ def wait_until(condition, seconds: float = 10) -> None:
 
 
 def queue_behind_first(batcher: QueryEmbeddingBatcher, requests: list[list[str]], gate: threading.Event):
-    """Start the first request, queue the others behind it, then let the encoder go."""
-    results = [None] * len(requests)
+    """The first request holds the encoder, the others queue behind it in order, then the gate opens."""
 
-    def run(index):
-        try:
-            results[index] = batcher.embed(requests[index])
-        except Exception as error:
-            results[index] = error
+    def step(index):
+        if index == len(requests):  # the opener, once every other request is queued
+            wait_until(lambda: len(batcher._waiting) == len(requests) - 1)
+            return gate.set()
+        # the first call has begun and holds the encoder, and those before this one are queued
+        wait_until(lambda: index == 0 or (batcher.batch_sizes and len(batcher._waiting) == index - 1))
+        return batcher.embed(requests[index])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    threads[0].start()
-    wait_until(lambda: batcher.batch_sizes)  # the first call has begun and holds the encoder
-    for queued, thread in enumerate(threads[1:], start=1):
-        thread.start()
-        wait_until(lambda queued=queued: len(batcher._waiting) == queued)  # queued in this order
-    gate.set()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return concurrently(step, list(range(len(requests) + 1)))[:-1]
 
 
 def test_queued_queries_fill_calls_up_to_the_batch_size(embeddings):
