@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
-from erp_chatbot.chains.prompts import NOT_COVERED
+from erp_chatbot.chains.prompts import EXAMPLE_STEPS, NOT_COVERED
 
 _MARKED = re.compile(r"\*\*(.+?)\*\*|(?<![\w*])\*([^*\n]+?)\*(?!\w)|`([^`\n]+)`|\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
 _MENU_SEPARATOR = re.compile(r"\s*(?:‣|›|»|->|→|>)\s*")
@@ -56,7 +56,15 @@ def check_grounding(answer: str, documents: list[Document], question: str = "") 
     if not _HANGUL.search(evidence):  # a Korean answer may translate names of an English manual
         claims = [claim for claim in claims if not _HANGUL.search(claim)]
     unsupported = [claim for claim in claims if not _appears(claim, evidence)]
+    unsupported += [step for step in copied_example_steps(answer, evidence) if step not in unsupported]
     return Grounding(declined=False, unsupported=unsupported, claims=len(claims))
+
+
+def copied_example_steps(answer: str, evidence: str) -> list[str]:
+    """Steps of the prompt's worked answer repeated in this one that no document says: they describe
+    the invented example, not the user's question."""
+    text = _normalise(answer)
+    return [step for step in EXAMPLE_STEPS if _normalise(step) in text and _normalise(step) not in evidence]
 
 
 def declines(answer: str) -> bool:

@@ -95,6 +95,14 @@ _EXAMPLES = {
     ],
 }
 
+# The worked answers' steps, without their numbers: the 1.5B sometimes continues its own first step
+# with the example's next ones (2-5 of 30 Korean Odoo answers, bench/README.md), which grounding flags.
+EXAMPLE_STEPS = [
+    re.sub(r"^\d+\.\s*", "", line).rstrip(".")
+    for _, answer in (example for examples in _EXAMPLES.values() for example in examples)
+    for line in answer.splitlines()
+]
+
 
 def _messages(language: str, last: str | None = None) -> list[tuple[str, str]]:
     """The answer prompt; with ``last``, the same turns but ``last`` as the final human turn."""

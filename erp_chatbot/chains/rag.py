@@ -218,7 +218,7 @@ def build_rag_chain(
         cached = inputs["cached_answer"]
         if cached is not None:
             return RunnableLambda(lambda _: {**base, "cached": True, "answer": cached}) | grounded
-        return answering | _store_when_done(cache, answer_key(inputs)) | grounded
+        return answering | grounded | _store_when_done(cache, answer_key(inputs))
 
     def record(chunks: Iterator[dict], config: RunnableConfig) -> Iterator[dict]:
         final: dict = {}
@@ -272,23 +272,31 @@ def _when_complete(finish: Callable[[dict], None]) -> Runnable:
 
 
 def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
-    """Cache the complete answer once it has been generated."""
+    """Cache the complete answer once it has been generated and checked, unless grounding flagged it:
+    with sampling, a flagged answer is one bad draw, and cached it would reach every user for the TTL."""
 
     def store(final: dict) -> None:
-        if final.get("answer", "").strip():
+        if final.get("answer", "").strip() and not _flagged(final):
             cache.put(key, final["answer"])
 
     return _when_complete(store)
 
 
 def _remember_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
-    """Cache the complete output of a first turn that was answered (declines are not cached)."""
+    """Cache the complete output of a first turn that was answered (declines and flagged answers are
+    not cached)."""
 
     def remember(final: dict) -> None:
-        if final.get("answer", "").strip() and not final.get("grounding", {"declined": True})["declined"]:
+        answered = final.get("answer", "").strip() and not final.get("grounding", {"declined": True})["declined"]
+        if answered and not _flagged(final):
             cache.put_turn(key, final)
 
     return _when_complete(remember)
+
+
+def _flagged(final: dict) -> bool:
+    """True when grounding found claims in the answer that no retrieved chunk holds."""
+    return not final.get("grounding", {}).get("supported", True)
 
 
 def chain_fingerprint(**settings: Any) -> str:

@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableLambda
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.runtime.cache import AnswerCache, LRUResponseCache, RedisResponseCache, normalise_question
-from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder, tiny_settings
+from tests.conftest import SAMPLE_KNOWLEDGE, build_tiny_lm, ingest_folder, tiny_settings
 
 
 def gen(text: str) -> list[Generation]:
@@ -122,6 +122,19 @@ def test_declined_answers_are_not_cached(tmp_path, tiny_lm_dir, e5_dir, sample_i
     bot = cached_bot(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, cache_prefix, retrieval={"score_threshold": 0.99})
     assert not bot.ask("What is the capital of France?").covered
     assert bot.health()["cache"] == {"hits": 0, "misses": 0, "errors": 0}
+
+
+def test_answers_grounding_flags_are_not_cached(tmp_path, e5_dir, sample_index_dir, cache_prefix, redis_client):
+    # Seed 1's random model answers this question with a number ("3 3 3 ...") that no chunk holds.
+    lm = build_tiny_lm(tmp_path / "tiny-gpt2-seed1", seed=1)
+    bot = cached_bot(tmp_path, lm, e5_dir, sample_index_dir, cache_prefix)
+    first = bot.ask("재고 이동은 어디서 확인하나요?")
+    assert first.unsupported == ["3"] and "⚠" in first.text
+    again = bot.ask("재고 이동은 어디서 확인하나요?")
+    assert not again.cached and bot.health()["cache"]["hits"] == 0
+    assert not list(redis_client.scan_iter(f"{cache_prefix}*"))  # neither the answer nor the turn was stored
+    supported = bot.ask("How do I approve a vendor bill?")  # the same model, an answer without claims
+    assert supported.grounded and bot.ask("How do I approve a vendor bill?").cached
 
 
 def test_changed_model_settings_or_index_never_get_old_answers(tmp_path, tiny_lm_dir, e5_dir, embeddings, cache_prefix):

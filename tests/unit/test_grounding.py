@@ -75,3 +75,15 @@ def test_numbers_followed_by_korean_units_are_claims_too():
     assert claims_of("에베레스트에서 물은 71도에서 끓고, 30일 이내에 제출합니다.") == ["71", "30"]
     page = Document("Submit the report within 30 days.")
     assert check_grounding("30일 이내에 제출하고 45일 뒤 승인됩니다.", [page]).unsupported == ["45"]
+
+
+def test_steps_copied_from_the_worked_example_are_unsupported():
+    # The demo's 1.5B answered the sample knowledge's stock-move question with its own first step,
+    # then the worked example's (invented) vendor-bill steps.
+    stock_moves = Document("재고 이동 메뉴 **재고 > 보고 > 재고 이동** (Inventory > Reporting > Stock Moves)")
+    own = "1. **재고 > 보고 > 재고 이동** 메뉴로 이동합니다.\n"
+    copied = "2. 청구서를 열어 금액을 구매 주문과 비교합니다."
+    assert check_grounding(own, [stock_moves]).supported
+    assert check_grounding(own + copied, [stock_moves]).unsupported == ["청구서를 열어 금액을 구매 주문과 비교합니다"]
+    bills = Document("청구서를 열어 금액을 구매 주문과 비교합니다. **Approve**를 누릅니다.")
+    assert check_grounding(copied + " **Approve**", [bills]).supported  # the documents say it: not a copy
