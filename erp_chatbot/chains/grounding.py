@@ -5,7 +5,8 @@ those: menu paths, the names of menus, buttons and fields (which answers quote i
 quotes or backticks), and numbers. Each such claim must appear in the retrieved chunks (or in the
 question); a claim found nowhere makes the answer *unsupported*. Korean answers over English
 manuals are checked the same way: their Latin-script names and numbers must appear verbatim,
-which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not.
+which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not;
+the one prose exception is a step of the prompt's worked example repeated word for word.
 """
 
 from __future__ import annotations
