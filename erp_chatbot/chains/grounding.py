@@ -62,10 +62,12 @@ def check_grounding(answer: str, documents: list[Document], question: str = "") 
 
 
 def copied_example_steps(answer: str, evidence: str) -> list[str]:
-    """Steps of the prompt's worked answer repeated in this one that no document says: they describe
-    the invented example, not the user's question."""
+    """Prose steps of the prompt's worked answer repeated in this one that no document says: they
+    describe the invented example, not the user's question. (Steps naming menus or buttons are left
+    to the claims: "**Approve** 버튼을 클릭합니다" is right where the documents have an Approve button.)"""
     text = _normalise(answer)
-    return [step for step in EXAMPLE_STEPS if _normalise(step) in text and _normalise(step) not in evidence]
+    prose = [step for step in EXAMPLE_STEPS if not claims_of(step)]
+    return [step for step in prose if _normalise(step) in text and _normalise(step) not in evidence]
 
 
 def declines(answer: str) -> bool:

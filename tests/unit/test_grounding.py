@@ -87,3 +87,5 @@ def test_steps_copied_from_the_worked_example_are_unsupported():
     assert check_grounding(own + copied, [stock_moves]).unsupported == ["청구서를 열어 금액을 구매 주문과 비교합니다"]
     bills = Document("청구서를 열어 금액을 구매 주문과 비교합니다. **Approve**를 누릅니다.")
     assert check_grounding(copied + " **Approve**", [bills]).supported  # the documents say it: not a copy
+    approve = Document("Open the expense report and click **Approve**.")
+    assert check_grounding("1. **Approve** 버튼을 클릭합니다.", [approve]).supported  # a real button, not a copy
