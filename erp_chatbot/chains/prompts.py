@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
 from erp_chatbot.chains.language import Language
+from erp_chatbot.knowledge.splitting import chunk_body
 
 CONDENSE = ChatPromptTemplate.from_messages(
     [
@@ -166,7 +167,10 @@ def format_conversation(messages: list[BaseMessage]) -> str:
 
 
 def format_context(documents: list[Document]) -> str:
-    """Each chunk quoted as data inside ``<document>`` tags, headed by its number and title.
+    """Each chunk quoted as data inside ``<document>`` tags, headed by its number, title and section.
+
+    The tag carries the section, not a ``title > section`` line: written as a path, small models
+    took it for a menu path ("**재고 이동 확인** 메뉴로 이동합니다"; bench/README.md, sample_answers.py).
 
     Not its file path: the chain cites sources itself, and on the Odoo set the 1.5B model turned
     paths such as ``applications__inventory_and_mrp__...`` into menu paths; without them the first
@@ -178,8 +182,10 @@ def format_context(documents: list[Document]) -> str:
     blocks = []
     for number, doc in enumerate(documents, start=1):
         title = _attribute(doc.metadata.get("title") or doc.metadata.get("source", ""))
-        body = _DOCUMENT_TAG.sub(r"&lt;\1document", doc.page_content)
-        blocks.append(f'<document index="{number}" title="{title}">\n{body}\n</document>')
+        section = doc.metadata.get("section")
+        heading = f' section="{_attribute(section)}"' if section else ""
+        body = _DOCUMENT_TAG.sub(r"&lt;\1document", chunk_body(doc))
+        blocks.append(f'<document index="{number}" title="{title}"{heading}>\n{body}\n</document>')
     return "\n\n".join(blocks)
 
 

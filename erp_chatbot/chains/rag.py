@@ -55,12 +55,15 @@ from erp_chatbot.chains.prompts import (
     format_context,
     format_conversation,
 )
+from erp_chatbot.knowledge.splitting import chunk_body
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
 
 ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
 OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
 EXCERPT_CHARS = 400  # how much of the best chunk an unsupported answer's note quotes
+# How a chunk is shown to the model, in cache keys: answers given from another layout are not reused.
+CONTEXT_SHAPE = format_context([Document("Page > Part\nText.", metadata={"title": "Page", "section": "Part"})])
 
 
 def session_id_from(config: RunnableConfig) -> str:
@@ -121,7 +124,8 @@ def build_rag_chain(
     checks = {language: language in check_coverage and judge_prompt[language] for language in NOT_COVERED}
     # part of cache keys: the prompt, how much retrieved text it holds and the check before it
     prompt_ids = {
-        language: f"{answer_prompt(language)!r}|{document_tokens}|{checks[language]!r}" for language in NOT_COVERED
+        language: f"{answer_prompt(language)!r}|{CONTEXT_SHAPE}|{document_tokens}|{checks[language]!r}"
+        for language in NOT_COVERED
     }
 
     def load_history(inputs: dict, config: RunnableConfig) -> list:
@@ -303,7 +307,7 @@ def chain_fingerprint(**settings: Any) -> str:
     """What besides the question, roles, index and model fixes a first turn: the chain's
     ``settings`` (retrieval, prompt budget, translation) and its prompts."""
     prompts = [repr(prompt[language]) for prompt in (ANSWER, *COVERAGE.values()) for language in sorted(NOT_COVERED)]
-    prompts.append(repr(TRANSLATE))
+    prompts += [repr(TRANSLATE), CONTEXT_SHAPE]
     material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
@@ -339,7 +343,7 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
 def unsupported_note(unsupported: list[str], documents: list[Document], language: Language) -> str:
     """Names what the documents do not hold, and quotes the best chunk (its menu path first)."""
     best = documents[0]
-    text = " ".join(best.page_content.split())
+    text = " ".join(chunk_body(best).split())
     start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
     excerpt = text[start : start + EXCERPT_CHARS].strip()
     title = best.metadata.get("title") or best.metadata.get("source", "")

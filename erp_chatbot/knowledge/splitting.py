@@ -36,13 +36,25 @@ def split_documents(documents: list[Document], chunk_size: int, chunk_overlap: i
     for document in documents:
         index = 0
         for section, body in _sections(document.page_content):
-            heading = " > ".join(filter(None, [document.metadata.get("title"), section]))
+            heading = _heading(document.metadata.get("title"), section)
             for piece in splitter.split_text(body):
                 metadata = {**document.metadata, "section": section, "chunk_index": index}
                 metadata["chunk_id"] = chunk_id(metadata["source"], index, piece)
                 chunks.append(Document(page_content=f"{heading}\n{piece}", metadata=metadata))
                 index += 1
     return chunks
+
+
+def chunk_body(chunk: Document) -> str:
+    """The chunk's text without its ``title > section`` line, for readers that get those apart.
+    A chunk with no section keeps its title line: a bare title does not look like a menu path."""
+    section = chunk.metadata.get("section")
+    first, _, rest = chunk.page_content.partition("\n")
+    return rest if section and first == _heading(chunk.metadata.get("title"), section) and rest else chunk.page_content
+
+
+def _heading(title: str | None, section: str | None) -> str:
+    return " > ".join(filter(None, [title, section]))
 
 
 def indexed_text(chunk: Document) -> str:
