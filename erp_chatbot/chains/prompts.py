@@ -11,7 +11,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
 from erp_chatbot.chains.language import Language
-from erp_chatbot.knowledge.splitting import chunk_body
+from erp_chatbot.knowledge.splitting import readable_text
 
 CONDENSE = ChatPromptTemplate.from_messages(
     [
@@ -97,7 +97,7 @@ _EXAMPLES = {
 }
 
 # The worked answers' steps, without their numbers: the 1.5B sometimes continues its own first step
-# with the example's next ones (2-5 of 30 Korean Odoo answers, bench/README.md), which grounding flags.
+# with the example's next ones (1-3 of 30 Korean Odoo answers, bench/README.md), which grounding flags.
 EXAMPLE_STEPS = [
     re.sub(r"^\d+\.\s*", "", line).rstrip(".")
     for _, answer in (example for examples in _EXAMPLES.values() for example in examples)
@@ -167,10 +167,11 @@ def format_conversation(messages: list[BaseMessage]) -> str:
 
 
 def format_context(documents: list[Document]) -> str:
-    """Each chunk quoted as data inside ``<document>`` tags, headed by its number, title and section.
+    """Each chunk quoted as data inside ``<document>`` tags, headed by its number and title.
 
-    The tag carries the section, not a ``title > section`` line: written as a path, small models
-    took it for a menu path ("**재고 이동 확인** 메뉴로 이동합니다"; bench/README.md, sample_answers.py).
+    The chunk's heading reads ``title: section``, not ``title > section``: written as a path, small
+    models took it for a menu path ("**재고 이동 확인** 메뉴로 이동합니다"; bench/README.md,
+    sample_answers.py). Left out, the 0.5B declined English questions the chunk answers.
 
     Not its file path: the chain cites sources itself, and on the Odoo set the 1.5B model turned
     paths such as ``applications__inventory_and_mrp__...`` into menu paths; without them the first
@@ -182,10 +183,8 @@ def format_context(documents: list[Document]) -> str:
     blocks = []
     for number, doc in enumerate(documents, start=1):
         title = _attribute(doc.metadata.get("title") or doc.metadata.get("source", ""))
-        section = doc.metadata.get("section")
-        heading = f' section="{_attribute(section)}"' if section else ""
-        body = _DOCUMENT_TAG.sub(r"&lt;\1document", chunk_body(doc))
-        blocks.append(f'<document index="{number}" title="{title}"{heading}>\n{body}\n</document>')
+        body = _DOCUMENT_TAG.sub(r"&lt;\1document", readable_text(doc))
+        blocks.append(f'<document index="{number}" title="{title}">\n{body}\n</document>')
     return "\n\n".join(blocks)
 
 

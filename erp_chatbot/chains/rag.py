@@ -55,7 +55,7 @@ from erp_chatbot.chains.prompts import (
     format_context,
     format_conversation,
 )
-from erp_chatbot.knowledge.splitting import chunk_body
+from erp_chatbot.knowledge.splitting import readable_text
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
 
@@ -343,7 +343,7 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
 def unsupported_note(unsupported: list[str], documents: list[Document], language: Language) -> str:
     """Names what the documents do not hold, and quotes the best chunk (its menu path first)."""
     best = documents[0]
-    text = " ".join(chunk_body(best).split())
+    text = " ".join(readable_text(best).split())
     start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
     excerpt = text[start : start + EXCERPT_CHARS].strip()
     title = best.metadata.get("title") or best.metadata.get("source", "")

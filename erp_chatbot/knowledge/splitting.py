@@ -1,8 +1,9 @@
 """Split documents into chunks that suit Korean and English text.
 
 Markdown is first cut at headings so each chunk knows its section; every chunk then starts with
-a ``title > section`` line, which helps both the embedding and a small LLM reading the context.
-Retrieval also reads where the page sits (``indexed_text``), which the LLM does not see.
+a ``title > section`` line, which helps the embedding and BM25. Retrieval also reads where the page
+sits (``indexed_text``). The LLM sees neither path: it reads the heading as ``title: section``
+(``readable_text``).
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ def split_documents(documents: list[Document], chunk_size: int, chunk_overlap: i
     return chunks
 
 
-def chunk_body(chunk: Document) -> str:
-    """The chunk's text without its ``title > section`` line, for readers that get those apart.
-    A chunk with no section keeps its title line: a bare title does not look like a menu path."""
-    section = chunk.metadata.get("section")
-    first, _, rest = chunk.page_content.partition("\n")
-    return rest if section and first == _heading(chunk.metadata.get("title"), section) and rest else chunk.page_content
+def readable_text(chunk: Document) -> str:
+    """The chunk with its ``title > section`` line written ``title: section``, for the LLM: written
+    as a path, small models took the heading for a menu path ("**재고 이동 확인** 메뉴로 이동합니다")."""
+    title, section = chunk.metadata.get("title"), chunk.metadata.get("section")
+    first, newline, rest = chunk.page_content.partition("\n")
+    if not section or first != _heading(title, section):
+        return chunk.page_content
+    return ": ".join(filter(None, [title, section])) + newline + rest
 
 
 def _heading(title: str | None, section: str | None) -> str:

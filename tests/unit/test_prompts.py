@@ -72,7 +72,7 @@ def test_every_coverage_question_shares_the_answer_prompt_up_to_the_question():
     assert "software manual" in COVERAGE["manual"]["ko"].messages[-1].prompt.template
 
 
-def test_chunks_are_headed_by_title_and_section_in_the_tag_not_by_a_path_like_line():
+def test_chunk_headings_read_as_title_and_section_not_as_a_menu_path():
     page = Document(
         "# 재고 이동 확인\n\n개요입니다.\n\n## 확인하는 메뉴\n**재고 > 보고 > 재고 이동** 메뉴를 엽니다.",
         metadata={"source": "inventory/stock-moves.ko.md", "title": "재고 이동 확인"},
@@ -80,16 +80,16 @@ def test_chunks_are_headed_by_title_and_section_in_the_tag_not_by_a_path_like_li
     chunks = split_documents([page], chunk_size=800, chunk_overlap=0)
     assert chunks[1].page_content.startswith("재고 이동 확인 > 확인하는 메뉴\n")  # what retrieval reads
     context = format_context(chunks)
-    assert '<document index="2" title="재고 이동 확인" section="확인하는 메뉴">\n**재고 > 보고' in context
+    assert '<document index="2" title="재고 이동 확인">\n재고 이동 확인: 확인하는 메뉴\n**재고 > 보고' in context
     assert "재고 이동 확인 > 확인하는 메뉴" not in context  # headings never look like a menu path
     plain = Document("Open Sales > Orders.", metadata={"title": "Orders", "section": "Menus"})
     assert "\nOpen Sales > Orders.\n" in format_context([plain])  # no heading line: the text stays whole
-    untitled_section = Document("Orders\nOpen Sales > Orders.", metadata={"title": "Orders", "section": ""})
-    assert '<document index="1" title="Orders">\nOrders\nOpen' in format_context([untitled_section])  # not a path
+    no_section = Document("Orders\nOpen Sales > Orders.", metadata={"title": "Orders", "section": ""})
+    assert '<document index="1" title="Orders">\nOrders\nOpen' in format_context([no_section])  # a bare title
 
 
-def test_the_unsupported_note_quotes_the_chunk_from_its_text_not_its_heading():
+def test_the_unsupported_note_never_quotes_a_heading_as_a_path():
     text = "# 재고 이동 확인\n\n## 확인하는 메뉴\n**재고 > 보고 > 재고 이동** 메뉴를 엽니다."
     page = Document(text, metadata={"title": "재고 이동 확인", "source": "s.md"})
     note = unsupported_note(["Approve"], split_documents([page], 800, 0), "ko")
-    assert note.endswith('Approve. 원문을 확인하세요 — 재고 이동 확인: "**재고 > 보고 > 재고 이동** 메뉴를 엽니다.…"')
+    assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다.…"')
