@@ -31,6 +31,16 @@ def timed(function: Callable[[], Any], repeat: int) -> list[float]:
     return samples
 
 
+def merge(name: str, group: str, key: str, value: Any, header: dict[str, Any]) -> Path:
+    """Add ``value`` under ``group``/``key`` of results/NAME.json (made with ``header`` if new), so
+    runs of one script accumulate."""
+    path = RESULTS / f"{name}.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {**header, group: {}}
+    merged[group][key] = value
+    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
 def write(name: str, result: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -28,7 +28,7 @@ import json
 import time
 from pathlib import Path
 
-from common import RESULTS, machine
+from common import machine, merge
 from langchain_core.output_parsers import StrOutputParser
 
 from erp_chatbot.chains.language import detect_language
@@ -129,11 +129,9 @@ def write(args: argparse.Namespace, rows: list[dict]) -> None:
         "unanswerable": sum(not r["answerable"] for r in rows),
         "p50_check_seconds": sorted(r["check_seconds"] for r in rows)[len(rows) // 2],
     }
-    path = RESULTS / "coverage-check.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {"machine": machine(), "runs": {}}
     suffix = "" if args.dataset == DATASET else f"/{args.dataset.stem}"
-    merged["runs"][f"{args.mode}/{args.language}{suffix}"] = {"summary": summary, "questions": rows}
-    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    run = {"summary": summary, "questions": rows}
+    path = merge("coverage-check", "runs", f"{args.mode}/{args.language}{suffix}", run, {"machine": machine()})
     print(summary, f"wrote {path}")
 
 

@@ -15,10 +15,9 @@ The index is the one the config names; `bench/odoo.yaml` is the demo chain over 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import RESULTS
+from common import merge
 
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.evaluation import OracleRetriever, evaluate_answers, load_answer_cases
@@ -60,10 +59,7 @@ def main() -> None:
         bot.use_retriever(OracleRetriever(index=bot.index, embeddings=bot.embeddings, gold=gold))
         result["oracle"] = evaluate_answers(lambda q: bot.ask(q), cases)
         result["chain_vs_oracle_facts"] = _ratios(result["chain"], result["oracle"])
-    path = RESULTS / "odoo-answers-models.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {"dataset": DATASET.name, "configurations": {}}
-    merged["configurations"][args.name] = result
-    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    path = merge("odoo-answers-models", "configurations", args.name, result, {"dataset": DATASET.name})
     for run in ("chain", "oracle"):
         if run in result:
             for language, summary in result[run]["by_language"].items():

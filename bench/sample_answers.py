@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import RESULTS, machine
+from common import machine, merge
 
 from erp_chatbot.chains.grounding import copied_example_steps
 from erp_chatbot.chatbot import ERPChatbot
@@ -49,10 +49,7 @@ def main() -> None:
         "by_language": {lang: summary([r for r in rows if r["language"] == lang]) for lang in ("ko", "en")},
         "cases": rows,
     }
-    path = RESULTS / "sample-answers.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {"dataset": DATASET.name, "runs": {}}
-    merged["runs"][args.name] = result
-    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    path = merge("sample-answers", "runs", args.name, result, {"dataset": DATASET.name})
     print(args.name, json.dumps(result["by_language"], ensure_ascii=False))
     print(f"wrote {path}")
 

@@ -66,8 +66,7 @@ def copied_example_steps(answer: str, evidence: str) -> list[str]:
     describe the invented example, not the user's question. (Steps naming menus or buttons are left
     to the claims: "**Approve** 버튼을 클릭합니다" is right where the documents have an Approve button.)"""
     text = _normalise(answer)
-    prose = [step for step in EXAMPLE_STEPS if not claims_of(step)]
-    return [step for step in prose if _normalise(step) in text and _normalise(step) not in evidence]
+    return [step for step, said in _EXAMPLE_PROSE.items() if said in text and said not in evidence]
 
 
 def declines(answer: str) -> bool:
@@ -115,3 +114,7 @@ def _appears(claim: str, evidence: str) -> bool:
 def _normalise(text: str) -> str:
     text = text.replace("*", " ").replace("`", " ").replace("’", "'").lower()
     return " ".join(text.split())
+
+
+# The worked example's steps that name nothing (those that do are claims), each with its normalised text.
+_EXAMPLE_PROSE = {step: _normalise(step) for step in EXAMPLE_STEPS if not claims_of(step)}

@@ -53,11 +53,11 @@ def readable_text(chunk: Document) -> str:
     first, newline, rest = chunk.page_content.partition("\n")
     if not section or first != _heading(title, section):
         return chunk.page_content
-    return ": ".join(filter(None, [title, section])) + newline + rest
+    return _heading(title, section, ": ") + newline + rest
 
 
-def _heading(title: str | None, section: str | None) -> str:
-    return " > ".join(filter(None, [title, section]))
+def _heading(title: str | None, section: str | None, separator: str = " > ") -> str:
+    return separator.join(filter(None, [title, section]))
 
 
 def indexed_text(chunk: Document) -> str:
