@@ -31,16 +31,13 @@ from pathlib import Path
 from common import machine, merge
 from langchain_core.output_parsers import StrOutputParser
 
-from erp_chatbot.chains.language import detect_language
 from erp_chatbot.chains.prompts import (
     COVERAGE,
-    TRANSLATE,
-    TRANSLATION_TARGET,
     answer_prompt,
     fit_context,
     format_context,
 )
-from erp_chatbot.chains.rag import usable_translation
+from erp_chatbot.chains.translation import build_translator, load_glossary
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.evaluation import load_answer_cases
 from erp_chatbot.models.llm import bounded
@@ -76,7 +73,8 @@ def main() -> None:
     settings = Settings.from_yaml(args.config)
     bot = ERPChatbot.from_settings(settings)
     llm = bot.llm
-    translator = TRANSLATE | bounded(llm, settings.llm.rewrite_max_new_tokens) | StrOutputParser()
+    glossary = load_glossary(settings.retrieval.translation_glossary)
+    translator = build_translator(bounded(llm, settings.llm.rewrite_max_new_tokens), glossary)
     judge = bounded(llm, 2) | StrOutputParser()
     prompts = {"independent": ChatPromptTemplate.from_messages(INDEPENDENT)}
     prompts["titles"] = ChatPromptTemplate.from_messages(TITLES)
@@ -85,10 +83,7 @@ def main() -> None:
         if case.language != args.language:
             continue
         question = case.question
-        variants = []
-        if detect_language(question) == "ko":
-            translated = translator.invoke({"question": question, "target": TRANSLATION_TARGET["en"]})
-            variants = usable_translation(translated, question, "en")
+        variants = translator.invoke(question)
         docs = bot.retriever.invoke(question, variants=variants) if variants else bot.retriever.invoke(question)
         docs = fit_context(docs, settings.llm.prompt_document_tokens, llm.get_num_tokens)
         context = format_context(docs)

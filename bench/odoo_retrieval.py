@@ -9,7 +9,8 @@ gold pages, 8 unanswerable) retrieves k=5 chunks in each mode and reports:
 With --translate, the demo LLM also translates each Korean question into English (the chain's
 prompt, greedy) and the modes are repeated with the translation as a query variant; the
 translation's own latency is reported apart, and hybrid + translation is run once more with at most
-one chunk per page (retrieval.chunks_per_source = 1).
+one chunk per page (retrieval.chunks_per_source = 1), and once with translations made without the
+glossary (retrieval.translation_glossary = none).
 
 Writes bench/results/odoo-retrieval.json.   python bench/odoo_retrieval.py [--index DIR] [--translate] [--config FILE]
 """
@@ -71,8 +72,14 @@ def main() -> None:
             "modes": {mode: evaluate(index, embeddings, questions, settings, mode) for mode in MODES},
         }
         if args.translate:
-            variants, result["translation"] = translate(questions, settings)
+            llm, glossary = translating_llm(settings), settings.retrieval.translation_glossary
+            variants, result["translation"] = translate(questions, settings, glossary, llm)
             result["translation"]["model"] = f"{settings.llm.backend}:{llm_path(settings).name}"
+            if glossary != "none":  # what the glossary buys, in the same run
+                plain, result["translation, no glossary"] = translate(questions, settings, "none", llm)
+                result["modes"]["hybrid+translation, no glossary"] = evaluate(
+                    index, embeddings, questions, settings, "hybrid", plain
+                )
             for mode in MODES:
                 result["modes"][f"{mode}+translation"] = evaluate(
                     index, embeddings, questions, settings, mode, variants
@@ -103,29 +110,38 @@ def baseline(index, embeddings, questions) -> dict:
     return {"p50_ms": round(statistics.median(samples), 2)}
 
 
-def translate(questions, settings: Settings) -> tuple[dict[str, list[str]], dict]:
-    """Each question's usable translation by the demo LLM, as the chain makes it."""
-    from langchain_core.output_parsers import StrOutputParser
-
+def translate(questions, settings: Settings, glossary_setting: str, llm=None) -> tuple[dict[str, list[str]], dict]:
+    """Each Korean question's usable translation by the demo LLM, as the chain makes it, with the
+    glossary ``glossary_setting`` (retrieval.translation_glossary)."""
     from erp_chatbot.chains.language import detect_language
-    from erp_chatbot.chains.prompts import TRANSLATE, TRANSLATION_TARGET
-    from erp_chatbot.chains.rag import usable_translation
-    from erp_chatbot.devices import plan_devices
-    from erp_chatbot.models.llm import bounded, build_llm
+    from erp_chatbot.chains.translation import build_translator, load_glossary
+    from erp_chatbot.models.llm import bounded
 
-    plan = plan_devices(settings, detect_gpus())
-    llm = build_llm(llm_path(settings), settings.llm, plan.llm, batching=None)
-    translator = TRANSLATE | bounded(llm, settings.llm.rewrite_max_new_tokens) | StrOutputParser()
+    glossary = load_glossary(glossary_setting)
+    translator = build_translator(bounded(llm, settings.llm.rewrite_max_new_tokens), glossary)
     variants, samples = {}, []
     for q in questions:
         if detect_language(q["question"]) != "ko":  # as the chain: Korean questions only
             continue
         start = time.perf_counter()
-        text = translator.invoke({"question": q["question"], "target": TRANSLATION_TARGET["en"]})
+        variants[q["id"]] = translator.invoke(q["question"])
         samples.append(time.perf_counter() - start)
-        variants[q["id"]] = usable_translation(text, q["question"], "en")
     usable = sum(bool(v) for v in variants.values()) / len(variants)
-    return variants, {"p50_s": round(statistics.median(samples), 2), "usable": round(usable, 3), "all": variants}
+    hints = {key: glossary.hint(q["question"]).strip() for q in questions if (key := q["id"]) in variants and glossary}
+    return variants, {
+        "p50_s": round(statistics.median(samples), 2),
+        "usable": round(usable, 3),
+        "glossary": glossary_setting,
+        "all": variants,
+        "glossary_hints": {key: hint for key, hint in hints.items() if hint},
+    }
+
+
+def translating_llm(settings: Settings):
+    from erp_chatbot.devices import plan_devices
+    from erp_chatbot.models.llm import build_llm
+
+    return build_llm(llm_path(settings), settings.llm, plan_devices(settings, detect_gpus()).llm, batching=None)
 
 
 def evaluate(index, embeddings, questions, settings: Settings, mode: str, variants: dict | None = None) -> dict:

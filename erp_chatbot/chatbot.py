@@ -23,6 +23,7 @@ from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBi
 from pydantic import AfterValidator, BaseModel, Field, create_model
 
 from erp_chatbot.chains.rag import build_rag_chain, chain_fingerprint, merge_chunks
+from erp_chatbot.chains.translation import load_glossary
 from erp_chatbot.devices import CPU_PLACEMENT, LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
@@ -160,9 +161,12 @@ class ERPChatbot:
         """Swap in a model: requests already running keep the chain they started with."""
         rewriter = bounded(llm, self.settings.llm.rewrite_max_new_tokens)
         count_tokens = _token_counter(llm)
+        retrieval = self.settings.retrieval
+        glossary = load_glossary(retrieval.translation_glossary) if retrieval.translate_queries else None
         self._chain_id = chain_fingerprint(
             retriever=type(self.retriever).__name__,
-            retrieval=self.settings.retrieval.model_dump(mode="json"),
+            glossary=glossary.digest if glossary else None,
+            retrieval=retrieval.model_dump(mode="json"),
             language=self.settings.language_default,
             document_tokens=self.settings.llm.prompt_document_tokens,
             rewrite_tokens=self.settings.llm.rewrite_max_new_tokens,
@@ -176,12 +180,13 @@ class ERPChatbot:
             cache=cache,
             index_version=lambda: self.index.version,
             chain_id=self._chain_id,
-            translate=self.settings.retrieval.translate_queries,
+            translate=retrieval.translate_queries,
+            glossary=glossary,
             document_tokens=self.settings.llm.prompt_document_tokens,
             count_tokens=count_tokens,
             judge=bounded(llm, COVERAGE_TOKENS),
-            check_coverage=self.settings.retrieval.coverage_check,
-            coverage_question=self.settings.retrieval.coverage_question,
+            check_coverage=retrieval.coverage_check,
+            coverage_question=retrieval.coverage_question,
         ).with_config(callbacks=[self._metrics_handler])
         self._metrics_handler.count_tokens = count_tokens
         self.llm, self.cache, self._chain = llm, cache, chain

@@ -154,6 +154,12 @@ class RetrievalSettings(Section):
     translate_queries: bool = Field(
         False, description="also search Korean questions translated into English by the LLM; one more LLM call"
     )
+    translation_glossary: str = Field(
+        "builtin",
+        description="Korean ERP terms the translator is given the manual's words for (TSV lines: Korean term, "
+        "English term): "
+        "builtin = the bundled glossary, none = off, or a TSV file's path",
+    )
     coverage_check: list[Literal["ko", "en"]] = Field(
         [],
         description="questions in these languages are first put to the LLM: do the retrieved chunks answer "

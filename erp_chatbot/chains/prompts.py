@@ -45,10 +45,10 @@ TRANSLATE = ChatPromptTemplate.from_messages(
         (
             "human",
             "Translate this question into {target}. Keep product codes, ERP terms and menu names as they are "
-            "in the software.\n\nQuestion: {question}",
+            "in the software.\n\nQuestion: {question}{terms}",
         ),
     ]
-)
+).partial(terms="")  # terms: the glossary's hint for the question (chains/translation.py)
 TRANSLATION_TARGET = {"en": "English", "ko": "Korean"}  # language names for the prompt
 
 _SYSTEM = {

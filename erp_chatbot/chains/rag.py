@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from langchain_core.documents import Document
@@ -47,7 +48,6 @@ from erp_chatbot.chains.prompts import (
     COVERAGE,
     NOT_COVERED,
     TRANSLATE,
-    TRANSLATION_TARGET,
     UNSUPPORTED_NOTE,
     CoverageQuestion,
     answer_prompt,
@@ -55,6 +55,7 @@ from erp_chatbot.chains.prompts import (
     format_context,
     format_conversation,
 )
+from erp_chatbot.chains.translation import Glossary, build_translator
 from erp_chatbot.knowledge.splitting import readable_text
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
@@ -94,6 +95,7 @@ def build_rag_chain(
     index_version: Callable[[], str] = lambda: "",
     chain_id: str = "",
     translate: bool = False,
+    glossary: Glossary | None = None,
     document_tokens: int | None = None,
     count_tokens: Callable[[str], int] = lambda text: len(text.split()),
     judge: Runnable | None = None,
@@ -103,7 +105,8 @@ def build_rag_chain(
     """``rewriter`` condenses follow-ups (default: ``llm``); a short, greedy variant suits it.
 
     With ``translate``, the rewriter also translates a Korean standalone question into English and
-    retrieval searches both, so Korean questions find English pages.
+    retrieval searches both, so Korean questions find English pages; ``glossary`` gives the
+    translator the manual's words for the ERP terms a question holds.
 
     ``document_tokens`` bounds the retrieved text in the prompt (``fit_context``, counted with
     ``count_tokens``); the answer's sources are the chunks the model was given.
@@ -119,7 +122,7 @@ def build_rag_chain(
     ``ERPChatbot.cached_first_turn`` serves without running the chain.
     """
     condense = CONDENSE | (rewriter or llm) | StrOutputParser()
-    translator = TRANSLATE | (rewriter or llm) | StrOutputParser()
+    translator = build_translator(rewriter or llm, glossary)
     judge_prompt = COVERAGE[coverage_question]
     checks = {language: language in check_coverage and judge_prompt[language] for language in NOT_COVERED}
     # part of cache keys: the prompt, how much retrieved text it holds and the check before it
@@ -138,15 +141,6 @@ def build_rag_chain(
             {"conversation": format_conversation(inputs["history"]), "question": inputs["question"]}, config
         )
         return usable_rewrite(rewritten, inputs["question"], inputs["history"])
-
-    def translations(inputs: dict, config: RunnableConfig) -> list[str]:
-        """Korean questions only: ERP manuals are mostly English, and the demo model's Korean
-        translations of English questions cost English questions 11 points of top-5 on Odoo."""
-        question = inputs["standalone_question"]
-        if detect_language(question) != "ko":
-            return []
-        translated = translator.invoke({"question": question, "target": TRANSLATION_TARGET["en"]}, config)
-        return usable_translation(translated, question, "en")
 
     def retrieve(inputs: dict, config: RunnableConfig) -> dict:
         start = time.perf_counter()
@@ -246,7 +240,7 @@ def build_rag_chain(
         RunnablePassthrough.assign(history=RunnableLambda(load_history))
         | RunnablePassthrough.assign(standalone_question=RunnableLambda(standalone))
         | RunnablePassthrough.assign(
-            variants=RunnableLambda(translations) if translate else RunnableLambda(lambda _: [])
+            variants=(itemgetter("standalone_question") | translator) if translate else RunnableLambda(lambda _: [])
         )
         | RunnablePassthrough.assign(retrieved=RunnableLambda(retrieve))
         | RunnableLambda(gate)
@@ -370,18 +364,6 @@ def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) ->
         return candidate
     previous = next((m.content for m in reversed(history) if m.type == "human"), "")
     return f"{previous} {question}".strip()
-
-
-def usable_translation(translated: str, question: str, target: Language) -> list[str]:
-    """The translation as a query variant, or none when it is not one line in the target language."""
-    candidate = translated.strip().strip('"').strip()
-    usable = (
-        candidate
-        and "\n" not in candidate
-        and len(candidate) <= 3 * len(question) + 50
-        and detect_language(candidate, target) == target
-    )
-    return [candidate] if usable else []
 
 
 def merge_chunks(final: dict, chunk: dict) -> dict:

@@ -119,11 +119,37 @@ def test_translation_adds_a_query_variant_for_retrieval(tmp_path, tiny_lm_dir, e
     out = translating.as_runnable().invoke({"question": "재고 이동은 어디서 확인하나요?"}, config(session_id, calls))
     assert len(calls.prompts) == 2  # the translation, then the answer
     assert "You translate questions" in calls.prompts[0] and "into English" in calls.prompts[0]
+    assert "Glossary: 재고 이동 = stock move" in calls.prompts[0]  # the bundled glossary's words for the term
     assert out["sources"] and out["answer"]  # the random model's translation is unusable: the original still serves
 
 
+def test_a_team_glossary_replaces_the_bundled_one(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, session_id):
+    glossary = tmp_path / "terms.tsv"
+    glossary.write_text("# our own names\n재고 이동\tInventory movements\n", encoding="utf-8")
+    retrieval = {"translate_queries": True, "translation_glossary": str(glossary)}
+    bot = ERPChatbot.from_settings(tiny_settings(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, retrieval=retrieval))
+    calls = LLMCalls()
+    bot.as_runnable().invoke({"question": "재고이동은 어디서 확인하나요?"}, config(session_id, calls))
+    assert "Glossary: 재고 이동 = Inventory movements" in calls.prompts[0]  # matched without the space
+    assert "stock move" not in calls.prompts[0]
+    retrieval["translation_glossary"] = "builtin"
+    settings = tiny_settings(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, retrieval=retrieval)
+    bundled = ERPChatbot.from_settings(settings)
+    assert bundled._chain_id != bot._chain_id  # cached first turns are not shared across glossaries
+
+
+def test_a_glossary_that_cannot_be_read_stops_the_bot_with_the_setting_to_fix(
+    tmp_path, tiny_lm_dir, e5_dir, sample_index_dir
+):
+    from erp_chatbot.chains.translation import GlossaryError
+
+    retrieval = {"translate_queries": True, "translation_glossary": str(tmp_path / "missing.tsv")}
+    with pytest.raises(GlossaryError, match=r"retrieval\.translation_glossary"):
+        ERPChatbot.from_settings(tiny_settings(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, retrieval=retrieval))
+
+
 def test_only_a_one_line_translation_in_the_target_language_is_used():
-    from erp_chatbot.chains.rag import usable_translation
+    from erp_chatbot.chains.translation import usable_translation
 
     question = "재고 이동은 어디서 확인하나요?"
     assert usable_translation(' "Where do I check stock moves?" ', question, "en") == ["Where do I check stock moves?"]

@@ -93,3 +93,12 @@ def test_the_unsupported_note_never_quotes_a_heading_as_a_path():
     page = Document(text, metadata={"title": "재고 이동 확인", "source": "s.md"})
     note = unsupported_note(["Approve"], split_documents([page], 800, 0), "ko")
     assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다.…"')
+
+
+def test_the_translation_prompt_ends_with_the_glossary_hint_only_when_given_one():
+    from erp_chatbot.chains.prompts import TRANSLATE
+
+    plain = TRANSLATE.format_messages(question="Q?", target="English")
+    hinted = TRANSLATE.format_messages(question="Q?", target="English", terms="\nGlossary: 발주 = purchase order")
+    assert plain[-1].content.endswith("Question: Q?")
+    assert hinted[-1].content.endswith("Question: Q?\nGlossary: 발주 = purchase order")
