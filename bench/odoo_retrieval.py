@@ -110,7 +110,7 @@ def baseline(index, embeddings, questions) -> dict:
     return {"p50_ms": round(statistics.median(samples), 2)}
 
 
-def translate(questions, settings: Settings, glossary_setting: str, llm=None) -> tuple[dict[str, list[str]], dict]:
+def translate(questions, settings: Settings, glossary_setting: str, llm) -> tuple[dict[str, list[str]], dict]:
     """Each Korean question's usable translation by the demo LLM, as the chain makes it, with the
     glossary ``glossary_setting`` (retrieval.translation_glossary)."""
     from erp_chatbot.chains.language import detect_language
@@ -119,21 +119,22 @@ def translate(questions, settings: Settings, glossary_setting: str, llm=None) ->
 
     glossary = load_glossary(glossary_setting)
     translator = build_translator(bounded(llm, settings.llm.rewrite_max_new_tokens), glossary)
-    variants, samples = {}, []
+    variants, samples, hints = {}, [], {}
     for q in questions:
-        if detect_language(q["question"]) != "ko":  # as the chain: Korean questions only
+        if detect_language(q["question"]) != "ko":  # timed and reported: the questions the chain translates
             continue
         start = time.perf_counter()
         variants[q["id"]] = translator.invoke(q["question"])
         samples.append(time.perf_counter() - start)
+        if hint := glossary and glossary.hint(q["question"]).strip():
+            hints[q["id"]] = hint
     usable = sum(bool(v) for v in variants.values()) / len(variants)
-    hints = {key: glossary.hint(q["question"]).strip() for q in questions if (key := q["id"]) in variants and glossary}
     return variants, {
         "p50_s": round(statistics.median(samples), 2),
         "usable": round(usable, 3),
         "glossary": glossary_setting,
         "all": variants,
-        "glossary_hints": {key: hint for key, hint in hints.items() if hint},
+        "glossary_hints": hints,
     }
 
 

@@ -154,6 +154,8 @@ class ERPChatbot:
         self.metrics = ChatMetrics()
         self._metrics_handler = MetricsCallbackHandler(self.metrics, lambda: self.model_version or "unknown")
         self._registry_seen: float | None = None
+        retrieval = settings.retrieval
+        self._glossary = load_glossary(retrieval.translation_glossary) if retrieval.translate_queries else None
         self._reloading = threading.Lock()
         self._install(llm, cache)
 
@@ -161,8 +163,7 @@ class ERPChatbot:
         """Swap in a model: requests already running keep the chain they started with."""
         rewriter = bounded(llm, self.settings.llm.rewrite_max_new_tokens)
         count_tokens = _token_counter(llm)
-        retrieval = self.settings.retrieval
-        glossary = load_glossary(retrieval.translation_glossary) if retrieval.translate_queries else None
+        retrieval, glossary = self.settings.retrieval, self._glossary
         self._chain_id = chain_fingerprint(
             retriever=type(self.retriever).__name__,
             glossary=glossary.digest if glossary else None,

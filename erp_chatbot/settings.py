@@ -157,8 +157,7 @@ class RetrievalSettings(Section):
     translation_glossary: str = Field(
         "builtin",
         description="Korean ERP terms the translator is given the manual's words for (TSV lines: Korean term, "
-        "English term): "
-        "builtin = the bundled glossary, none = off, or a TSV file's path",
+        "English term): builtin = the bundled glossary, none = off, or a TSV file's path",
     )
     coverage_check: list[Literal["ko", "en"]] = Field(
         [],

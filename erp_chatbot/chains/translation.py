@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.language_models import BaseLanguageModel
@@ -27,21 +26,16 @@ class GlossaryError(ValueError):
     """A glossary file that cannot be read as Korean term<TAB>English term lines."""
 
 
-@dataclass(frozen=True)
 class Glossary:
     """Korean ERP terms and the English words manuals use for them (``terms``: Korean -> English)."""
 
-    terms: dict[str, str]
-    _pattern: re.Pattern | None = field(init=False, repr=False, compare=False)
-    _by_spelling: dict[str, str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, terms: dict[str, str]) -> None:
+        self.terms = dict(terms)
         # Longest first: at one position the alternation takes "품질 검사 구역" before "품질 검사".
         spelled = sorted(self.terms, key=len, reverse=True)
         alternatives = [r"\s*".join(map(re.escape, term.split())) for term in spelled]
-        pattern = re.compile(_WORD_START + "(" + "|".join(alternatives) + ")") if spelled else None
-        object.__setattr__(self, "_pattern", pattern)
-        object.__setattr__(self, "_by_spelling", {_squeezed(term): term for term in spelled})
+        self._pattern = re.compile(_WORD_START + "(" + "|".join(alternatives) + ")") if spelled else None
+        self._by_spelling = {_squeezed(term): term for term in spelled}
 
     @classmethod
     def load(cls, path: Path) -> Glossary:

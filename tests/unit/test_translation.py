@@ -21,7 +21,7 @@ def test_the_longest_term_wins_and_a_term_inside_a_word_does_not_match():
     assert glossary.hint("재고는 어디서 보나요?") == ""  # no term: the translation prompt is unchanged
 
 
-def test_a_glossary_file_is_read_and_a_bad_line_is_named():
+def test_the_bundled_glossary_loads_and_none_turns_it_off():
     glossary = Glossary.load(BUILTIN_GLOSSARY)
     assert glossary.terms["총괄 발주"] == "blanket order" and len(glossary.terms) > 100
     assert load_glossary("none") is None and load_glossary("builtin").digest == glossary.digest
