@@ -87,16 +87,24 @@ class Answer(BaseModel):
     language: str
     standalone_question: str
     covered: bool = Field(description="False when no document cleared the threshold, or the answer declines")
-    grounded: bool = Field(True, description="False when the answer states names or numbers no document holds")
+    grounded: bool = Field(
+        True, description="False when the answer states names or numbers no document holds, or lines were removed"
+    )
     unsupported: list[str] = Field(default_factory=list, description="those names, menu steps and numbers")
+    removed: list[str] = Field(
+        default_factory=list, description="steps of the prompt's worked example, unsupported, left out of the text"
+    )
     cached: bool = Field(False, description="True when the response cache answered")
     timings: dict[str, float] = Field(description="seconds: retrieval, total")
 
 
 class Grounding(BaseModel):
     declined: bool = Field(description="the answer says the documents do not cover the question")
-    supported: bool = Field(description="every name, menu step and number it states is in a retrieved chunk")
+    supported: bool = Field(
+        description="every name, menu step and number it states is in a retrieved chunk, and nothing was removed"
+    )
     unsupported: list[str]
+    removed: list[str] = Field(default_factory=list, description="worked-example steps left out of the answer")
 
 
 class ChainOutput(BaseModel):
@@ -445,6 +453,7 @@ def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
         covered=bool(output["sources"]) and not grounding.get("declined", False),
         grounded=grounding.get("supported", True),
         unsupported=grounding.get("unsupported", []),
+        removed=grounding.get("removed", []),
         cached=output.get("cached", False),
         timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
     )

@@ -7,6 +7,9 @@ question); a claim found nowhere makes the answer *unsupported*. Korean answers 
 manuals are checked the same way: their Latin-script names and numbers must appear verbatim,
 which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not;
 the one prose exception is a step of the prompt's worked example repeated word for word.
+
+``ExampleCopies`` goes further while the answer streams: a line that repeats a step of the worked
+example, which the documents do not support, is left out before the user sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from erp_chatbot.chains.prompts import EXAMPLE_STEPS, NOT_COVERED
 _MARKED = re.compile(r"\*\*(.+?)\*\*|(?<![\w*])\*([^*\n]+?)\*(?!\w)|`([^`\n]+)`|\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
 _MENU_SEPARATOR = re.compile(r"\s*(?:‣|›|»|->|→|>)\s*")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# A Korean particle written onto a Latin name ("Warehouse를 선택합니다"): the name is the claim.
+_PARTICLE = re.compile(r"(?<=[A-Za-z0-9)])[\uac00-\ud7a3]{1,3}$")
+# A numbered list's markers ("10. ", "11) ") count steps; they claim nothing.
+_LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
 # Numbers, also when a Korean unit or particle follows ("100도", "30일"): only Latin letters and
 # digits around a number make it part of a word.
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d[\d,.]*\d(?![A-Za-z0-9_])|(?<![A-Za-z0-9_.])\d(?![A-Za-z0-9_.,])")
@@ -40,16 +47,25 @@ class Grounding:
     declined: bool
     unsupported: list[str] = field(default_factory=list)
     claims: int = 0
+    removed: list[str] = field(default_factory=list)  # example steps left out of the answer (ExampleCopies)
 
     @property
     def supported(self) -> bool:
-        return not self.unsupported
+        return not self.unsupported and not self.removed
 
     def as_dict(self) -> dict:
-        return {"declined": self.declined, "supported": self.supported, "unsupported": self.unsupported}
+        return {
+            "declined": self.declined,
+            "supported": self.supported,
+            "unsupported": self.unsupported,
+            "removed": self.removed,
+        }
 
 
-def check_grounding(answer: str, documents: list[Document], question: str = "") -> Grounding:
+def check_grounding(
+    answer: str, documents: list[Document], question: str = "", removed: list[str] | None = None
+) -> Grounding:
+    """``removed``: lines ``ExampleCopies`` left out of ``answer``; they make it unsupported too."""
     if declines(answer):
         return Grounding(declined=True)
     evidence = _normalise(" ".join([question, *(d.page_content for d in documents)]))
@@ -58,7 +74,7 @@ def check_grounding(answer: str, documents: list[Document], question: str = "") 
         claims = [claim for claim in claims if not _HANGUL.search(claim)]
     unsupported = [claim for claim in claims if not _appears(claim, evidence)]
     unsupported += [step for step in copied_example_steps(answer, evidence) if step not in unsupported]
-    return Grounding(declined=False, unsupported=unsupported, claims=len(claims))
+    return Grounding(declined=False, unsupported=unsupported, claims=len(claims), removed=list(removed or []))
 
 
 def copied_example_steps(answer: str, evidence: str) -> list[str]:
@@ -89,8 +105,8 @@ def claims_of(answer: str) -> list[str]:
         parts = _MENU_SEPARATOR.split(line)
         if len(parts) > 1:  # unmarked menu path: the words next to each separator
             found += [_edge_words(part, i) for i, part in enumerate(parts)]
-    found += _NUMBER.findall(plain)
-    cleaned = (c.strip(" .,:;!?()[]'\"").strip() for c in found)
+    found += _NUMBER.findall(_LIST_MARKER.sub(" ", plain))
+    cleaned = (_PARTICLE.sub("", c.strip(" .,:;!?()[]'\"")).strip() for c in found)
     return list(dict.fromkeys(c for c in cleaned if c))
 
 
@@ -118,3 +134,78 @@ def _normalise(text: str) -> str:
 
 # The worked example's steps that name nothing (those that do are claims), each with its normalised text.
 _EXAMPLE_PROSE = {step: _normalise(step) for step in EXAMPLE_STEPS if not claims_of(step)}
+
+
+class ExampleCopies:
+    """Passes a streamed answer through, leaving out each line that repeats a step of the prompt's
+    worked example and that ``documents`` do not support (``removed``); later list items are
+    renumbered. The 1.5B wrote such steps into 4 of 30 Korean Odoo answers, one of them the whole
+    example answer (bench/README.md). A line is held back only while it could still be such a copy.
+    """
+
+    def __init__(self, documents: list[Document]) -> None:
+        self._documents = documents
+        self.removed: list[str] = []
+        self._line = ""  # the current line, held back while it could be a copy
+        self._passing = False  # the current line is known not to be one and streams on
+        self._dropped_items = 0
+
+    def feed(self, text: str) -> str:
+        """The part of ``text`` that can be shown now."""
+        return "".join(self._end_line() if part == "\n" else self._extend(part) for part in _LINES.split(text) if part)
+
+    def close(self) -> str:
+        """What was still held back, once the answer is complete."""
+        if self._passing or not self._line:
+            return ""
+        line, self._line = self._line, ""
+        return "" if self._left_out(line) else self._renumbered(line)
+
+    def _extend(self, part: str) -> str:
+        if self._passing:
+            return part
+        self._line += part
+        if _could_be_example_step(self._line):
+            return ""
+        self._passing = True
+        return self._renumbered(self._line)
+
+    def _end_line(self) -> str:
+        line, passing = self._line, self._passing
+        self._line, self._passing = "", False
+        if passing:
+            return "\n"
+        return "" if self._left_out(line) else self._renumbered(line) + "\n"
+
+    def _left_out(self, line: str) -> bool:
+        step = _step_text(line)
+        if step not in _EXAMPLE_STEP_TEXTS or check_grounding(step, self._documents).supported:
+            return False
+        self.removed.append(step)
+        self._dropped_items += bool(_ITEM.match(line))
+        return True
+
+    def _renumbered(self, line: str) -> str:
+        if not self._dropped_items:
+            return line
+        return _ITEM.sub(lambda m: f"{m[1]}{max(1, int(m[2]) - self._dropped_items)}{m[3]}", line, count=1)
+
+
+_LINES = re.compile(r"(\n)")
+_ITEM = re.compile(r"^(\s*)(\d+)([.)])(?=\s)")
+_MARKER_SO_FAR = re.compile(r"^\s*(?:\d+[.)]?)?\s*$")  # a line that may still become a list marker
+
+
+def _step_text(line: str) -> str:
+    """A line without its list marker, final period and extra spaces."""
+    return " ".join(_LIST_MARKER.sub("", line).split()).rstrip(".").strip()
+
+
+def _could_be_example_step(line: str) -> bool:
+    if _MARKER_SO_FAR.match(line):
+        return True
+    start = " ".join(_LIST_MARKER.sub("", line).split())
+    return any(f"{step}.".startswith(start) for step in _EXAMPLE_STEP_TEXTS)
+
+
+_EXAMPLE_STEP_TEXTS = {" ".join(step.split()) for step in EXAMPLE_STEPS}

@@ -129,6 +129,11 @@ UNSUPPORTED_NOTE = {
     "ko": '\n\n⚠ 문서에서 확인되지 않은 내용: {unsupported}. 원문을 확인하세요 — {title}: "{excerpt}"',
 }
 
+REMOVED_NOTE = {  # steps copied from the worked example were left out (chains.grounding.ExampleCopies)
+    "en": '\n\n⚠ Steps the documents do not support were left out. Check the source — {title}: "{excerpt}"',
+    "ko": '\n\n⚠ 문서에 없는 단계를 답변에서 뺐습니다. 원문을 확인하세요 — {title}: "{excerpt}"',
+}
+
 ANSWER = {language: ChatPromptTemplate.from_messages(_messages(language)) for language in ("en", "ko")}
 
 # The coverage check (``retrieval.coverage_check``, per language) asks the answering model, before

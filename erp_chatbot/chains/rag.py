@@ -9,7 +9,9 @@ Output (streamed as dict chunks, the ``answer`` token by token)::
 
 ``grounding`` comes last, once the answer is complete (``chains.grounding``): whether the answer
 declines, and the names, menu steps and numbers it states that no retrieved chunk holds. An
-unsupported answer is followed by a note that names them and quotes the best chunk instead.
+unsupported answer is followed by a note that names them and quotes the best chunk instead. Lines
+that repeat the prompt's worked example, unsupported, are left out as the answer streams
+(``ExampleCopies``); grounding lists them as ``removed``.
 
 The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
 threshold, or the optional coverage check says the chunks do not answer the question, the answer
@@ -40,13 +42,14 @@ from langchain_core.runnables import (
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.runnables.utils import AddableDict
 
-from erp_chatbot.chains.grounding import check_grounding
+from erp_chatbot.chains.grounding import ExampleCopies, check_grounding
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.prompts import (
     ANSWER,
     CONDENSE,
     COVERAGE,
     NOT_COVERED,
+    REMOVED_NOTE,
     TRANSLATE,
     UNSUPPORTED_NOTE,
     CoverageQuestion,
@@ -307,43 +310,57 @@ def chain_fingerprint(**settings: Any) -> str:
 
 
 def _grounded(documents: list[Document], language: Language) -> Runnable:
-    """Pass the stream through; once the answer is complete, check it against ``documents``."""
+    """Pass the stream through, leaving out copies of the worked example (``ExampleCopies``); once the
+    answer is complete, check it against ``documents``."""
 
     # AddableDict: invoke() adds the streamed chunks up into one output.
-    def finish(final: dict) -> Iterator[AddableDict]:
-        grounding = check_grounding(final.get("answer", ""), documents, final.get("question", ""))
+    def finish(final: dict, copies: ExampleCopies) -> Iterator[AddableDict]:
+        tail = copies.close()
+        if tail:
+            final = merge_chunks(final, {"answer": tail})
+            yield AddableDict(answer=tail)
+        grounding = check_grounding(final.get("answer", ""), documents, final.get("question", ""), copies.removed)
         if not grounding.declined and not grounding.supported:
             yield AddableDict(answer=unsupported_note(grounding.unsupported, documents, language))
         yield AddableDict(grounding=grounding.as_dict())
 
+    def shown(chunk: dict, copies: ExampleCopies) -> dict:
+        return {**chunk, "answer": copies.feed(chunk["answer"])} if "answer" in chunk else chunk
+
     def ground(chunks: Iterator[dict]) -> Iterator[AddableDict]:
         final: dict = {}
+        copies = ExampleCopies(documents)
         for chunk in chunks:
+            chunk = shown(chunk, copies)
             final = merge_chunks(final, chunk)
             yield AddableDict(chunk)
-        yield from finish(final)
+        yield from finish(final, copies)
 
     async def aground(chunks: AsyncIterator[dict]) -> AsyncIterator[AddableDict]:
         final: dict = {}
+        copies = ExampleCopies(documents)
         async for chunk in chunks:
+            chunk = shown(chunk, copies)
             final = merge_chunks(final, chunk)
             yield AddableDict(chunk)
-        for chunk in finish(final):
+        for chunk in finish(final, copies):
             yield chunk
 
     return RunnableGenerator(ground, aground)
 
 
 def unsupported_note(unsupported: list[str], documents: list[Document], language: Language) -> str:
-    """Names what the documents do not hold, and quotes the best chunk (its menu path first)."""
+    """Names what the documents do not hold (or says steps were left out, when ``unsupported`` is
+    empty), and quotes the best chunk (its menu path first)."""
     best = documents[0]
     text = " ".join(readable_text(best).split())
     start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
     excerpt = text[start : start + EXCERPT_CHARS].strip()
     title = best.metadata.get("title") or best.metadata.get("source", "")
-    return UNSUPPORTED_NOTE[language].format(
-        unsupported=", ".join(unsupported[:5]), title=title, excerpt=("…" if start else "") + excerpt + "…"
-    )
+    quote = {"title": title, "excerpt": ("…" if start else "") + excerpt + "…"}
+    if not unsupported:
+        return REMOVED_NOTE[language].format(**quote)
+    return UNSUPPORTED_NOTE[language].format(unsupported=", ".join(unsupported[:5]), **quote)
 
 
 def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) -> str:
