@@ -8,7 +8,7 @@ of answers holding the expected facts, citing a gold page, in the question's lan
 grounded, and the median seconds to the complete answer and to its first token.
 
 Results are merged into bench/results/odoo-answers-models.json under --name, so configurations can be
-run one after another:  python bench/odoo_answers.py --config FILE --name NAME [--no-oracle]
+run one after another:  python bench/odoo_answers.py --config FILE --name NAME [--no-oracle | --no-chain]
 The index is the one the config names; `bench/odoo.yaml` is the demo chain over the Odoo manual.
 """
 
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True, help="settings YAML of the configuration")
     parser.add_argument("--name", required=True, help="key of this configuration in the results")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-context run")
+    parser.add_argument("--no-chain", action="store_true", help="skip the chain run (the oracle alone)")
     parser.add_argument("--language", choices=["en", "ko"], help="only the questions in this language")
     args = parser.parse_args()
     settings = Settings.from_yaml(args.config)
@@ -52,13 +53,15 @@ def main() -> None:
             "coverage_check": settings.retrieval.coverage_check,
             "cpu_quantization": settings.llm.cpu_quantization,
         },
-        "chain": evaluate_answers(lambda q: bot.ask(q), cases),
     }
+    if not args.no_chain:
+        result["chain"] = evaluate_answers(lambda q: bot.ask(q), cases)
     if not args.no_oracle:
         gold = {case.question: case.gold for case in cases}
         bot.use_retriever(OracleRetriever(index=bot.index, embeddings=bot.embeddings, gold=gold))
         result["oracle"] = evaluate_answers(lambda q: bot.ask(q), cases)
-        result["chain_vs_oracle_facts"] = _ratios(result["chain"], result["oracle"])
+        if "chain" in result:
+            result["chain_vs_oracle_facts"] = _ratios(result["chain"], result["oracle"])
     path = merge("odoo-answers-models", "configurations", args.name, result, {"dataset": DATASET.name})
     for run in ("chain", "oracle"):
         if run in result:
