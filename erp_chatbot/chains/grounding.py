@@ -27,7 +27,7 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # A Korean particle written onto a Latin name ("Warehouse를 선택합니다"): the name is the claim.
 _PARTICLE = re.compile(r"(?<=[A-Za-z0-9)])[\uac00-\ud7a3]{1,3}$")
 # A numbered list's markers ("10. ", "11) ") count steps; they claim nothing.
-_LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
+_LIST_MARKER = re.compile(r"^(\s*)(\d+)([.)])(?=\s)", re.MULTILINE)
 # Numbers, also when a Korean unit or particle follows ("100도", "30일"): only Latin letters and
 # digits around a number make it part of a word.
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d[\d,.]*\d(?![A-Za-z0-9_])|(?<![A-Za-z0-9_.])\d(?![A-Za-z0-9_.,])")
@@ -182,29 +182,32 @@ class ExampleCopies:
         if step not in _EXAMPLE_STEP_TEXTS or check_grounding(step, self._documents).supported:
             return False
         self.removed.append(step)
-        self._dropped_items += bool(_ITEM.match(line))
+        self._dropped_items += bool(_LIST_MARKER.match(line))
         return True
 
     def _renumbered(self, line: str) -> str:
         if not self._dropped_items:
             return line
-        return _ITEM.sub(lambda m: f"{m[1]}{max(1, int(m[2]) - self._dropped_items)}{m[3]}", line, count=1)
+        return _LIST_MARKER.sub(lambda m: f"{m[1]}{max(1, int(m[2]) - self._dropped_items)}{m[3]}", line, count=1)
 
 
 _LINES = re.compile(r"(\n)")
-_ITEM = re.compile(r"^(\s*)(\d+)([.)])(?=\s)")
 _MARKER_SO_FAR = re.compile(r"^\s*(?:\d+[.)]?)?\s*$")  # a line that may still become a list marker
 
 
+def _unmarked(line: str) -> str:
+    """A line without its list marker and extra spaces."""
+    return " ".join(_LIST_MARKER.sub("", line).split())
+
+
 def _step_text(line: str) -> str:
-    """A line without its list marker, final period and extra spaces."""
-    return " ".join(_LIST_MARKER.sub("", line).split()).rstrip(".").strip()
+    return _unmarked(line).rstrip(".").strip()
 
 
 def _could_be_example_step(line: str) -> bool:
     if _MARKER_SO_FAR.match(line):
         return True
-    start = " ".join(_LIST_MARKER.sub("", line).split())
+    start = _unmarked(line)
     return any(f"{step}.".startswith(start) for step in _EXAMPLE_STEP_TEXTS)
 
 
