@@ -94,6 +94,9 @@ class Answer(BaseModel):
     removed: list[str] = Field(
         default_factory=list, description="steps of the prompt's worked example, unsupported, left out of the text"
     )
+    vague: bool = Field(
+        False, description="True when the answer names no menu, setting or number; the best chunk is quoted after it"
+    )
     cached: bool = Field(False, description="True when the response cache answered")
     timings: dict[str, float] = Field(description="seconds: retrieval, total")
 
@@ -105,6 +108,8 @@ class Grounding(BaseModel):
     )
     unsupported: list[str]
     removed: list[str] = Field(default_factory=list, description="worked-example steps left out of the answer")
+    vague: bool = Field(False, description="the answer names no menu, setting or number")
+    note: str = Field("", description="what followed the model's text: the unsupported names, or the best chunk")
 
 
 class ChainOutput(BaseModel):
@@ -454,6 +459,7 @@ def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
         grounded=grounding.get("supported", True),
         unsupported=grounding.get("unsupported", []),
         removed=grounding.get("removed", []),
+        vague=grounding.get("vague", False),
         cached=output.get("cached", False),
         timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
     )

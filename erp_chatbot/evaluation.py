@@ -202,7 +202,7 @@ def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) 
     """Ask each question in a new session and score the answer, overall and per language.
 
     Per answer: expected facts found (and not declined), a gold page cited, answered in the
-    question's language, declined, grounded (``chains.grounding``), seconds to the complete
+    question's language, declined, grounded and vague (``chains.grounding``), seconds to the complete
     answer and to its first token.
     """
     rows = [_score(case, ask) for case in cases]
@@ -228,6 +228,7 @@ def _score(case: AnswerCase, ask: Callable[[str], Answer]) -> dict:
         "gold_cited": bool(cited & set(case.gold)),
         "in_language": answer_language(answer.text) == case.language,
         "grounded": answer.grounded,
+        "vague": answer.vague,
         "seconds": round(seconds, 2),
         "first_token_seconds": answer.timings.get("first_token"),
         "answer": answer.text,
@@ -253,6 +254,7 @@ def _summary(rows: list[dict]) -> dict:
         "answerable_not_declined": _share(answerable, lambda r: not r["declined"]),
         "unanswerable_declined": _share(unanswerable, lambda r: r["declined"]),
         "grounded": _share(answered, lambda r: r["grounded"]),
+        "vague": _share(answered, lambda r: r["vague"]),
         "p50_seconds": round(statistics.median(r["seconds"] for r in rows), 2) if rows else None,
         "p50_first_token_seconds": round(statistics.median(first_tokens), 2) if first_tokens else None,
     }

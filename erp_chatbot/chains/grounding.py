@@ -42,7 +42,8 @@ _DECLINE = re.compile(
 @dataclass(frozen=True)
 class Grounding:
     """``declined``: the answer says the documents do not cover the question.
-    ``unsupported``: claims (names, menu paths, numbers) found in no document nor the question."""
+    ``unsupported``: claims (names, menu paths, numbers) found in no document nor the question.
+    ``claims``: how many claims the answer makes, supported or not."""
 
     declined: bool
     unsupported: list[str] = field(default_factory=list)
@@ -53,10 +54,17 @@ class Grounding:
     def supported(self) -> bool:
         return not self.unsupported and not self.removed
 
+    @property
+    def vague(self) -> bool:
+        """Names no menu, setting or number at all ("네, 그런 기능이 있습니다"): nothing is wrong, but
+        nothing tells the user where to go either."""
+        return not self.declined and self.claims == 0
+
     def as_dict(self) -> dict:
         return {
             "declined": self.declined,
             "supported": self.supported,
+            "vague": self.vague,
             "unsupported": self.unsupported,
             "removed": self.removed,
         }

@@ -134,6 +134,11 @@ REMOVED_NOTE = {  # steps copied from the worked example were left out (chains.g
     "ko": '\n\n⚠ 문서에 없는 단계를 답변에서 뺐습니다. 원문을 확인하세요 — {title}: "{excerpt}"',
 }
 
+VAGUE_NOTE = {  # the answer names no menu, setting or number ("네, 그런 기능이 있습니다"): nothing to act on
+    "en": '\n\nSee the documents for the steps — {title}: "{excerpt}"',
+    "ko": '\n\n자세한 방법은 문서를 확인하세요 — {title}: "{excerpt}"',
+}
+
 ANSWER = {language: ChatPromptTemplate.from_messages(_messages(language)) for language in ("en", "ko")}
 
 # The coverage check (``retrieval.coverage_check``, per language) asks the answering model, before

@@ -8,10 +8,12 @@ Output (streamed as dict chunks, the ``answer`` token by token)::
      "grounding"}
 
 ``grounding`` comes last, once the answer is complete (``chains.grounding``): whether the answer
-declines, and the names, menu steps and numbers it states that no retrieved chunk holds. An
-unsupported answer is followed by a note that names them and quotes the best chunk instead. Lines
-that repeat the prompt's worked example, unsupported, are left out as the answer streams
-(``ExampleCopies``); grounding lists them as ``removed``.
+declines, the names, menu steps and numbers it states that no retrieved chunk holds, and the
+``note`` that followed the model's text (empty when none did). An unsupported answer is followed
+by a note that names them and quotes the best chunk instead; a vague one (it names no menu,
+setting or number) by the best chunk, where the documents say how. Lines that repeat the prompt's
+worked example, unsupported, are left out as the answer streams (``ExampleCopies``); grounding
+lists them as ``removed``.
 
 The first turn of a session skips the condensing LLM call; when no chunk clears the retriever's
 threshold, or the optional coverage check says the chunks do not answer the question, the answer
@@ -42,7 +44,7 @@ from langchain_core.runnables import (
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.runnables.utils import AddableDict
 
-from erp_chatbot.chains.grounding import ExampleCopies, check_grounding
+from erp_chatbot.chains.grounding import ExampleCopies, Grounding, check_grounding
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.prompts import (
     ANSWER,
@@ -52,6 +54,7 @@ from erp_chatbot.chains.prompts import (
     REMOVED_NOTE,
     TRANSLATE,
     UNSUPPORTED_NOTE,
+    VAGUE_NOTE,
     CoverageQuestion,
     answer_prompt,
     fit_context,
@@ -65,7 +68,7 @@ from erp_chatbot.runtime.cache import AnswerCache
 
 ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
 OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
-EXCERPT_CHARS = 400  # how much of the best chunk an unsupported answer's note quotes
+EXCERPT_CHARS = 400  # how much of the best chunk a grounding note quotes
 # How a chunk is shown to the model, in cache keys: answers given from another layout are not reused.
 CONTEXT_SHAPE = format_context([Document("Page > Part\nText.", metadata={"title": "Page", "section": "Part"})])
 
@@ -277,8 +280,10 @@ def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
     with sampling, a flagged answer is one bad draw, and cached it would reach every user for the TTL."""
 
     def store(final: dict) -> None:
-        if final.get("answer", "").strip() and not _flagged(final):
-            cache.put(key, final["answer"])
+        # the model's text: a hit is grounded again, which adds the note again
+        answer = final.get("answer", "").removesuffix(final.get("grounding", {}).get("note", ""))
+        if answer.strip() and not _flagged(final):
+            cache.put(key, answer)
 
     return _when_complete(store)
 
@@ -296,15 +301,16 @@ def _remember_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
 
 
 def _flagged(final: dict) -> bool:
-    """True when grounding found claims in the answer that no retrieved chunk holds."""
+    """True when grounding found claims in the answer that no retrieved chunk holds. (A vague answer
+    is cached, with the chunk its note quotes: it is short, not wrong.)"""
     return not final.get("grounding", {}).get("supported", True)
 
 
 def chain_fingerprint(**settings: Any) -> str:
     """What besides the question, roles, index and model fixes a first turn: the chain's
-    ``settings`` (retrieval, prompt budget, translation) and its prompts."""
+    ``settings`` (retrieval, prompt budget, translation), its prompts and its grounding notes."""
     prompts = [repr(prompt[language]) for prompt in (ANSWER, *COVERAGE.values()) for language in sorted(NOT_COVERED)]
-    prompts += [repr(TRANSLATE), CONTEXT_SHAPE]
+    prompts += [repr(TRANSLATE), CONTEXT_SHAPE, repr([UNSUPPORTED_NOTE, REMOVED_NOTE, VAGUE_NOTE])]
     material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
@@ -320,9 +326,10 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
             final = merge_chunks(final, {"answer": tail})
             yield AddableDict(answer=tail)
         grounding = check_grounding(final.get("answer", ""), documents, final.get("question", ""), copies.removed)
-        if not grounding.declined and not grounding.supported:
-            yield AddableDict(answer=unsupported_note(grounding.unsupported, documents, language))
-        yield AddableDict(grounding=grounding.as_dict())
+        note = grounding_note(grounding, documents, language)
+        if note:
+            yield AddableDict(answer=note)
+        yield AddableDict(grounding={**grounding.as_dict(), "note": note})
 
     def shown(chunk: dict, copies: ExampleCopies) -> dict:
         return {**chunk, "answer": copies.feed(chunk["answer"])} if "answer" in chunk else chunk
@@ -349,18 +356,21 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
     return RunnableGenerator(ground, aground)
 
 
-def unsupported_note(unsupported: list[str], documents: list[Document], language: Language) -> str:
-    """Names what the documents do not hold (or says steps were left out, when ``unsupported`` is
-    empty), and quotes the best chunk (its menu path first)."""
+def grounding_note(grounding: Grounding, documents: list[Document], language: Language) -> str:
+    """What follows an answer that is not plainly fine, quoting the best chunk from its menu path:
+    the names the documents do not hold, or that steps were left out, or (for a vague answer) where
+    the documents say how. Empty for a declined or a supported, specific answer."""
+    if grounding.declined or not documents or (grounding.supported and not grounding.vague):
+        return ""
     best = documents[0]
     text = " ".join(readable_text(best).split())
     start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
     excerpt = text[start : start + EXCERPT_CHARS].strip()
     title = best.metadata.get("title") or best.metadata.get("source", "")
     quote = {"title": title, "excerpt": ("…" if start else "") + excerpt + "…"}
-    if not unsupported:
-        return REMOVED_NOTE[language].format(**quote)
-    return UNSUPPORTED_NOTE[language].format(unsupported=", ".join(unsupported[:5]), **quote)
+    if grounding.unsupported:
+        return UNSUPPORTED_NOTE[language].format(unsupported=", ".join(grounding.unsupported[:5]), **quote)
+    return (REMOVED_NOTE if grounding.removed else VAGUE_NOTE)[language].format(**quote)
 
 
 def usable_rewrite(rewritten: str, question: str, history: list[BaseMessage]) -> str:

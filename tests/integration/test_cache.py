@@ -124,7 +124,9 @@ def test_declined_answers_are_not_cached(tmp_path, tiny_lm_dir, e5_dir, sample_i
     assert bot.health()["cache"] == {"hits": 0, "misses": 0, "errors": 0}
 
 
-def test_answers_grounding_flags_are_not_cached(tmp_path, e5_dir, sample_index_dir, cache_prefix, redis_client):
+def test_answers_grounding_flags_are_not_cached(
+    tmp_path, e5_dir, sample_index_dir, cache_prefix, redis_client, session_id
+):
     # Seed 1's random model answers this question with numbers that no chunk holds ("500 500 ...").
     lm = build_tiny_lm(tmp_path / "tiny-gpt2-seed1", seed=1)
     bot = cached_bot(tmp_path, lm, e5_dir, sample_index_dir, cache_prefix)
@@ -133,8 +135,14 @@ def test_answers_grounding_flags_are_not_cached(tmp_path, e5_dir, sample_index_d
     again = bot.ask("재고 이동은 어디서 확인하나요?")
     assert not again.cached and bot.health()["cache"]["hits"] == 0
     assert not list(redis_client.scan_iter(f"{cache_prefix}*"))  # neither the answer nor the turn was stored
-    supported = bot.ask("How do I approve a vendor bill?")  # the same model, an answer without claims
-    assert supported.grounded and bot.ask("How do I approve a vendor bill?").cached
+    supported = bot.ask("How do I approve a vendor bill?")  # the same model, claims the chunks hold ("3")
+    assert supported.grounded and not supported.vague and bot.ask("How do I approve a vendor bill?").cached
+    vague = bot.ask("What is a vendor bill?")  # "roles roles ...": it names nothing
+    assert vague.grounded and vague.vague and vague.text.count("See the documents for the steps — ") == 1
+    again = bot.ask("What is a vendor bill?")  # not wrong, only short: cached with the chunk quoted after it
+    assert again.cached and again.text == vague.text
+    out = bot.as_runnable().invoke({"question": "What is a vendor bill?"}, {"configurable": {"session_id": session_id}})
+    assert out["cached"] and out["answer"].strip() == vague.text and out["grounding"]["note"].strip() in vague.text
 
 
 def test_changed_model_settings_or_index_never_get_old_answers(tmp_path, tiny_lm_dir, e5_dir, embeddings, cache_prefix):

@@ -55,6 +55,14 @@ def test_a_korean_answer_keeps_english_names_and_may_translate_others():
     assert check_grounding("**구매 > 발주 센터** 메뉴로 갑니다.", [korean_page]).unsupported == ["발주 센터"]
 
 
+def test_an_answer_that_names_nothing_is_vague_not_unsupported():
+    vague = check_grounding("네, 환불 메모를 만드는 기능이 있습니다.", [CREDIT_NOTES])
+    assert vague.supported and vague.vague and vague.as_dict()["vague"]
+    assert not check_grounding("Click *Add Credit Note*.", [CREDIT_NOTES]).vague
+    assert not check_grounding("Click *Refund Now*.", [CREDIT_NOTES]).vague  # wrong, not vague
+    assert not check_grounding(NOT_COVERED["ko"], [CREDIT_NOTES]).vague
+
+
 def test_declines_in_both_languages_are_recognised():
     for sentence in NOT_COVERED.values():
         assert declines(sentence) and check_grounding(sentence, [CREDIT_NOTES]).declined

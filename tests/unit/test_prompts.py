@@ -2,8 +2,9 @@
 
 from langchain_core.documents import Document
 
+from erp_chatbot.chains.grounding import Grounding
 from erp_chatbot.chains.prompts import COVERAGE, NOT_COVERED, answer_prompt, fit_context, format_context
-from erp_chatbot.chains.rag import unsupported_note
+from erp_chatbot.chains.rag import grounding_note
 from erp_chatbot.knowledge.splitting import split_documents
 
 
@@ -88,11 +89,26 @@ def test_chunk_headings_read_as_title_and_section_not_as_a_menu_path():
     assert '<document index="1" title="Orders">\nOrders\nOpen' in format_context([no_section])  # a bare title
 
 
+STOCK_MOVES = "# 재고 이동 확인\n\n## 확인하는 메뉴\n**재고 > 보고 > 재고 이동** 메뉴를 엽니다."
+
+
 def test_the_unsupported_note_never_quotes_a_heading_as_a_path():
-    text = "# 재고 이동 확인\n\n## 확인하는 메뉴\n**재고 > 보고 > 재고 이동** 메뉴를 엽니다."
-    page = Document(text, metadata={"title": "재고 이동 확인", "source": "s.md"})
-    note = unsupported_note(["Approve"], split_documents([page], 800, 0), "ko")
+    page = Document(STOCK_MOVES, metadata={"title": "재고 이동 확인", "source": "s.md"})
+    note = grounding_note(Grounding(False, unsupported=["Approve"], claims=1), split_documents([page], 800, 0), "ko")
+    assert "Approve" in note
     assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다.…"')
+
+
+def test_only_an_answer_that_is_wrong_or_vague_gets_a_note():
+    chunks = split_documents([Document(STOCK_MOVES, metadata={"title": "재고 이동 확인", "source": "s.md"})], 800, 0)
+    vague = grounding_note(Grounding(False, claims=0), chunks, "ko")  # "네, 확인할 수 있습니다."
+    assert vague.startswith("\n\n자세한 방법은 문서를 확인하세요 — 재고 이동 확인: ")
+    assert "재고 > 보고 > 재고 이동" in vague
+    assert grounding_note(Grounding(False, claims=0), chunks, "en").startswith("\n\nSee the documents for the steps")
+    assert "뺐습니다" in grounding_note(Grounding(False, claims=2, removed=["청구서를 엽니다"]), chunks, "ko")
+    assert grounding_note(Grounding(False, claims=3), chunks, "ko") == ""  # specific and supported
+    assert grounding_note(Grounding(True), chunks, "ko") == ""  # a decline names nothing, rightly
+    assert grounding_note(Grounding(False, claims=0), [], "ko") == ""  # nothing to quote
 
 
 def test_the_translation_prompt_ends_with_the_glossary_hint_only_when_given_one():
