@@ -44,6 +44,7 @@ from langchain_core.runnables import (
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.runnables.utils import AddableDict
 
+from erp_chatbot.chains.excerpts import EXCERPT_CHARS, EXCERPT_RULES, best_excerpt
 from erp_chatbot.chains.grounding import ExampleCopies, Grounding, check_grounding
 from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.prompts import (
@@ -62,13 +63,11 @@ from erp_chatbot.chains.prompts import (
     format_conversation,
 )
 from erp_chatbot.chains.translation import Glossary, build_translator
-from erp_chatbot.knowledge.splitting import readable_text
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
 
 ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
 OUTPUT_KEYS = ["question", "standalone_question", "language", "sources", "retrieval_seconds", "cached", "answer"]
-EXCERPT_CHARS = 400  # how much of the best chunk a grounding note quotes
 # How a chunk is shown to the model, in cache keys: answers given from another layout are not reused.
 CONTEXT_SHAPE = format_context([Document("Page > Part\nText.", metadata={"title": "Page", "section": "Part"})])
 
@@ -205,7 +204,8 @@ def build_rag_chain(
         }
         if not found["documents"]:
             return RunnableLambda(lambda _: {**base, "answer": NOT_COVERED[language]}) | _grounded([], language)
-        grounded = _grounded(found["documents"], language)
+        query = " ".join([base["standalone_question"], *(inputs.get("variants") or [])])
+        grounded = _grounded(found["documents"], language, query)
         prompt = answer_prompt(language)
         prompt_input = {**base, "context": format_context(found["documents"])}
         generate = (
@@ -311,13 +311,15 @@ def chain_fingerprint(**settings: Any) -> str:
     ``settings`` (retrieval, prompt budget, translation), its prompts and its grounding notes."""
     prompts = [repr(prompt[language]) for prompt in (ANSWER, *COVERAGE.values()) for language in sorted(NOT_COVERED)]
     prompts += [repr(TRANSLATE), CONTEXT_SHAPE, repr([UNSUPPORTED_NOTE, REMOVED_NOTE, VAGUE_NOTE])]
+    prompts += [f"excerpts {EXCERPT_RULES}, {EXCERPT_CHARS} characters"]
     material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def _grounded(documents: list[Document], language: Language) -> Runnable:
+def _grounded(documents: list[Document], language: Language, query: str = "") -> Runnable:
     """Pass the stream through, leaving out copies of the worked example (``ExampleCopies``); once the
-    answer is complete, check it against ``documents``."""
+    answer is complete, check it against ``documents`` (a note quotes the passage that best fits
+    ``query``: the question and its translations)."""
 
     # AddableDict: invoke() adds the streamed chunks up into one output.
     def finish(final: dict, copies: ExampleCopies) -> Iterator[AddableDict]:
@@ -326,7 +328,7 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
             final = merge_chunks(final, {"answer": tail})
             yield AddableDict(answer=tail)
         grounding = check_grounding(final.get("answer", ""), documents, final.get("question", ""), copies.removed)
-        note = grounding_note(grounding, documents, language)
+        note = grounding_note(grounding, documents, language, query)
         if note:
             yield AddableDict(answer=note)
         yield AddableDict(grounding={**grounding.as_dict(), "note": note})
@@ -356,18 +358,15 @@ def _grounded(documents: list[Document], language: Language) -> Runnable:
     return RunnableGenerator(ground, aground)
 
 
-def grounding_note(grounding: Grounding, documents: list[Document], language: Language) -> str:
-    """What follows an answer that is not plainly fine, quoting the best chunk from its menu path:
-    the names the documents do not hold, or that steps were left out, or (for a vague answer) where
-    the documents say how. Empty for a declined or a supported, specific answer."""
+def grounding_note(grounding: Grounding, documents: list[Document], language: Language, query: str = "") -> str:
+    """What follows an answer that is not plainly fine, quoting the passage of the best page that
+    holds a menu path and most of ``query``'s terms (``chains.excerpts``): the names the documents
+    do not hold, or that steps were left out, or (for a vague answer) where the documents say how.
+    Empty for a declined or a supported, specific answer."""
     if grounding.declined or not documents or (grounding.supported and not grounding.vague):
         return ""
-    best = documents[0]
-    text = " ".join(readable_text(best).split())
-    start = max(0, min((text.find(mark) for mark in ("‣", " > ") if mark in text), default=0) - 120)
-    excerpt = text[start : start + EXCERPT_CHARS].strip()
-    title = best.metadata.get("title") or best.metadata.get("source", "")
-    quote = {"title": title, "excerpt": ("…" if start else "") + excerpt + "…"}
+    excerpt = best_excerpt(documents, query)
+    quote = {"title": excerpt.title, "excerpt": excerpt.text}
     if grounding.unsupported:
         return UNSUPPORTED_NOTE[language].format(unsupported=", ".join(grounding.unsupported[:5]), **quote)
     return (REMOVED_NOTE if grounding.removed else VAGUE_NOTE)[language].format(**quote)

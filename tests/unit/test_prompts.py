@@ -96,7 +96,7 @@ def test_the_unsupported_note_never_quotes_a_heading_as_a_path():
     page = Document(STOCK_MOVES, metadata={"title": "재고 이동 확인", "source": "s.md"})
     note = grounding_note(Grounding(False, unsupported=["Approve"], claims=1), split_documents([page], 800, 0), "ko")
     assert "Approve" in note
-    assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다.…"')
+    assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다."')  # all of it
 
 
 def test_only_an_answer_that_is_wrong_or_vague_gets_a_note():
