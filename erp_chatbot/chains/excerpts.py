@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 
+from erp_chatbot.chains.prompts import SENTENCE_END
 from erp_chatbot.knowledge.lexical import terms
 from erp_chatbot.knowledge.splitting import readable_text
 
@@ -26,7 +27,6 @@ EXCERPT_RULES = 2  # bump when the choice below changes: cached first turns keep
 MENU_MARKS = ("‣", " > ")
 _UNDERLINE = re.compile(r"\s*([*=\-~^#+`'\"])\1{2,}\s*")  # under (and over) a reStructuredText heading
 _PARAGRAPH = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def sentences(chunk: Document) -> list[str]:
     if len(kept) > 1 and kept[0].strip() == chunk.metadata.get("title"):
         kept = kept[1:]
     paragraphs = _PARAGRAPH.split("\n".join(kept))
-    found = [" ".join(part.split()) for paragraph in paragraphs for part in _SENTENCE_END.split(paragraph)]
+    found = [part for paragraph in paragraphs for part in SENTENCE_END.split(" ".join(paragraph.split()))]
     return [sentence for sentence in found if sentence] or [" ".join(chunk.page_content.split())]
 
 

@@ -222,14 +222,14 @@ def fit_context(documents: list[Document], budget: int | None, count_tokens: Cal
 
 
 _MIN_PIECE_TOKENS = 48  # a shorter piece of a chunk rarely says anything usable
-_SENTENCE_END = re.compile(r"(?<=[.!?。])\s|\n")
+SENTENCE_END = re.compile(r"(?<=[.!?。])\s|\n")
 
 
 def _cut(doc: Document, room: int, tokens: int) -> Document:
     """The chunk's opening sentences within about ``room`` tokens (scaled by characters)."""
     limit = max(1, len(doc.page_content) * max(room, 1) // max(tokens, 1))
     text = doc.page_content[:limit]
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
     cut = text[: ends[-1]] if ends and ends[-1] > limit // 2 else text
     return Document(cut.rstrip() + " …", id=doc.id, metadata=doc.metadata)
 
