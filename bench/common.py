@@ -15,7 +15,16 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU"
+    """The CPU as the kernel names it, its core count and whether it has AVX-512: llama.cpp's speed
+    differs about 3x between the 2-core machines measured here (bench/README.md)."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = ", AVX-512" if " avx512f" in info else ", no AVX-512"
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} CPUs{flags}, no GPU"
 
 
 def p50(samples: list[float]) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import merge
+from common import machine, merge
 
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.evaluation import OracleRetriever, evaluate_answers, load_answer_cases
@@ -45,6 +45,7 @@ def main() -> None:
     cases = [c for c in load_answer_cases(DATASET) if args.language in (None, c.language)]
     bot = ERPChatbot.from_settings(settings)
     result = {
+        "machine": machine(),
         "model": f"{settings.llm.backend}:{llm_path(settings).name}",
         "settings": {
             "max_new_tokens": settings.llm.max_new_tokens,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import machine
 
 QUESTIONS = [
     "재고 이동은 어디서 확인하나요?",
@@ -85,7 +85,7 @@ def main() -> None:
     sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in models.iterdir() if p.is_dir()}
     seconds = sorted(a["seconds"] for a in answers)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU",
+        "machine": machine(),
         "cold_start_seconds": round(cold_start, 1),
         "median_answer_seconds": seconds[len(seconds) // 2],
         "answers": answers,
