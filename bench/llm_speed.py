@@ -4,7 +4,7 @@ For transformers 0.5B in float32 (the baseline) and dynamic int8, and llama.cpp 
 the same GGUF weights: load time, time to the first streamed token of a prompt like the chain's
 (an Odoo page, ~600 tokens), and decoding tokens/s after it (greedy, 96 new tokens), each as the
 chain calls the model (a LangChain chat model's `stream`).
-Writes bench/results/llm-speed.json.   python bench/llm_speed.py [--out NAME] [--llama-cpp-only]
+Writes bench/results/llm-speed.json.   python bench/llm_speed.py [--out NAME]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import machine, write
+from common import write
 
 from erp_chatbot.chains.prompts import answer_prompt
 from erp_chatbot.devices import CPU_PLACEMENT
@@ -30,7 +30,6 @@ NEW_TOKENS = 96
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="llm-speed", help="results file name, e.g. for another CPU")
-    parser.add_argument("--llama-cpp-only", action="store_true", help="skip the transformers models")
     args = parser.parse_args()
     models_dir = Settings().models_dir
     messages = answer_prompt("en").format_messages(context=PAGE.read_text()[:2400], question=QUESTION)
@@ -40,8 +39,6 @@ def main() -> None:
         "llama.cpp 0.5B": (demo_gguf_path(models_dir, "qwen2.5-coder-0.5b"), LLMSettings(backend="llama-cpp")),
         "llama.cpp 1.5B": (demo_gguf_path(models_dir, "qwen2.5-coder-1.5b"), LLMSettings(backend="llama-cpp")),
     }
-    if args.llama_cpp_only:
-        runs = {name: run for name, run in runs.items() if name.startswith("llama.cpp")}
     results = {}
     for name, (path, settings) in runs.items():
         settings = settings.model_copy(update={"temperature": 0.0, "max_new_tokens": NEW_TOKENS, "prompt_cache_mb": 0})
@@ -52,13 +49,12 @@ def main() -> None:
         results[name]["prompt_tokens"] = _count(llm, "\n".join(message.text for message in messages))
         print(name, results[name], flush=True)
         del llm
-    base = results.get("transformers 0.5B float32")
+    base = results["transformers 0.5B float32"]
     for figures in results.values():
         figures["prompt_tokens_per_s"] = round(figures["prompt_tokens"] / figures["first_token_s"], 1)
-        if base:
-            figures["decode_vs_fp32"] = round(figures["decode_tokens_per_s"] / base["decode_tokens_per_s"], 2)
-            figures["first_token_vs_fp32"] = round(figures["first_token_s"] / base["first_token_s"], 2)
-    print(write(args.out, {"machine": machine(), "new_tokens": NEW_TOKENS, "runs": results}))
+        figures["decode_vs_fp32"] = round(figures["decode_tokens_per_s"] / base["decode_tokens_per_s"], 2)
+        figures["first_token_vs_fp32"] = round(figures["first_token_s"] / base["first_token_s"], 2)
+    print(write(args.out, {"new_tokens": NEW_TOKENS, "runs": results}))
 
 
 def _generate(llm, messages) -> dict:
