@@ -6,8 +6,12 @@ __all__ = ["Answer", "ERPChatbot", "Settings"]
 
 
 def __getattr__(name: str):
-    if name in ("ERPChatbot", "Answer"):
-        from erp_chatbot import chatbot
+    if name == "ERPChatbot":
+        from erp_chatbot.chatbot import ERPChatbot
 
-        return getattr(chatbot, name)
+        return ERPChatbot
+    if name == "Answer":
+        from erp_chatbot.schemas import Answer
+
+        return Answer
     raise AttributeError(f"module 'erp_chatbot' has no attribute {name!r}")

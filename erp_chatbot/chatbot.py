@@ -10,119 +10,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig, RunnableLambda
-from pydantic import AfterValidator, BaseModel, Field, create_model
 
-from erp_chatbot.chains.rag import build_rag_chain, chain_fingerprint, merge_chunks
+from erp_chatbot.chains.rag import build_rag_chain, chain_fingerprint
+from erp_chatbot.chains.respond import merge_chunks
 from erp_chatbot.chains.translation import load_glossary
+from erp_chatbot.chains.turn import AnswerMode, RagOptions
 from erp_chatbot.devices import CPU_PLACEMENT, LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
-from erp_chatbot.models.llm import bounded
+from erp_chatbot.models.llm import bounded, yes_probability
 from erp_chatbot.monitoring.metrics import ChatMetrics, MetricsCallbackHandler
 from erp_chatbot.retrievers.erp import ERPRetriever
 from erp_chatbot.runtime.cache import AnswerCache
+from erp_chatbot.schemas import Answer, ChainOutput, Source, check_question, question_type
 from erp_chatbot.settings import Settings
-
-COVERAGE_TOKENS = 2  # the coverage check's reply: "yes" or "no"
-
-
-class InvalidQuestion(ValueError):
-    """The question is empty, too long, or holds control characters; the message says which."""
-
-
-def check_question(text: str, max_chars: int | None = None) -> str:
-    """The question, stripped; refused when it is empty, too long or holds control characters."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidQuestion("question is empty: ask something, e.g. 'How do I approve a vendor bill?'")
-    text = text.strip()
-    if max_chars is not None and len(text) > max_chars:
-        raise InvalidQuestion(f"question is {len(text)} characters long; the limit is {max_chars}")
-    bad = next((c for c in text if c not in "\n\t\r" and unicodedata.category(c) in ("Cc", "Cs")), None)
-    if bad is not None:
-        raise InvalidQuestion(f"question contains the control character U+{ord(bad):04X}; send plain text")
-    return text
-
-
-class Question(BaseModel):
-    """What the chain takes."""
-
-    question: Annotated[str, AfterValidator(check_question)] = Field(
-        ..., description="the user's question, in Korean or English"
-    )
-
-
-def question_type(max_chars: int) -> type[Question]:
-    """``Question`` with the deployment's length limit, so LangServe refuses longer ones with 422."""
-    return create_model(
-        "Question",
-        __base__=Question,
-        question=(
-            Annotated[str, AfterValidator(check_question)],
-            Field(..., max_length=max_chars, description="the user's question, in Korean or English"),
-        ),
-    )
-
-
-class Source(BaseModel):
-    source: str
-    title: str
-    score: float = Field(description="cosine similarity of the best chunk of this page")
-
-
-class Answer(BaseModel):
-    text: str
-    sources: list[Source]
-    session_id: str
-    language: str
-    standalone_question: str
-    covered: bool = Field(description="False when no document cleared the threshold, or the answer declines")
-    grounded: bool = Field(
-        True, description="False when the answer states names or numbers no document holds, or lines were removed"
-    )
-    unsupported: list[str] = Field(default_factory=list, description="those names, menu steps and numbers")
-    removed: list[str] = Field(
-        default_factory=list, description="steps of the prompt's worked example, unsupported, left out of the text"
-    )
-    vague: bool = Field(
-        False, description="True when the answer names no menu, setting or number; the best chunk is quoted after it"
-    )
-    cached: bool = Field(False, description="True when the response cache answered")
-    timings: dict[str, float] = Field(description="seconds: retrieval, total")
-
-
-class Grounding(BaseModel):
-    declined: bool = Field(description="the answer says the documents do not cover the question")
-    supported: bool = Field(
-        description="every name, menu step and number it states is in a retrieved chunk, and nothing was removed"
-    )
-    unsupported: list[str]
-    removed: list[str] = Field(default_factory=list, description="worked-example steps left out of the answer")
-    vague: bool = Field(False, description="the answer names no menu, setting or number")
-    note: str = Field("", description="what followed the model's text: the unsupported names, or the best chunk")
-
-
-class ChainOutput(BaseModel):
-    """What the chain returns (streamed as partial dicts)."""
-
-    question: str
-    standalone_question: str
-    language: str
-    sources: list[Source]
-    retrieval_seconds: float
-    cached: bool
-    answer: str
-    grounding: Grounding | None = None
 
 
 class _SessionBound(RunnableBinding):
@@ -174,36 +85,50 @@ class ERPChatbot:
 
     def _install(self, llm: BaseLanguageModel, cache: AnswerCache | None) -> None:
         """Swap in a model: requests already running keep the chain they started with."""
-        rewriter = bounded(llm, self.settings.llm.rewrite_max_new_tokens)
         count_tokens = _token_counter(llm)
-        retrieval, glossary = self.settings.retrieval, self._glossary
-        self._chain_id = chain_fingerprint(
-            retriever=type(self.retriever).__name__,
-            glossary=glossary.digest if glossary else None,
-            retrieval=retrieval.model_dump(mode="json"),
-            language=self.settings.language_default,
-            document_tokens=self.settings.llm.prompt_document_tokens,
-            rewrite_tokens=self.settings.llm.rewrite_max_new_tokens,
-        )
+        options = self._options(count_tokens)
         chain = build_rag_chain(
             llm,
             self.retriever,
             self.history,
-            self.settings.language_default,
-            rewriter,
+            options,
+            rewriter=bounded(llm, self.settings.llm.rewrite_max_new_tokens),
+            yes_probability=yes_probability(llm),
             cache=cache,
-            index_version=lambda: self.index.version,
-            chain_id=self._chain_id,
+        ).with_config(callbacks=[self._metrics_handler])
+        self._chain_id, self.answer_mode = options.chain_id, options.mode
+        self._metrics_handler.count_tokens = count_tokens
+        self.llm, self.cache, self._chain = llm, cache, chain
+
+    def _options(self, count_tokens: Callable[[str], int]) -> RagOptions:
+        """The chain's options from settings; the fingerprint names what fixes a cached first turn."""
+        retrieval, answer, glossary = self.settings.retrieval, self.settings.answer, self._glossary
+        mode = answer_mode(self.settings, self._placement)
+        chain_id = chain_fingerprint(
+            retriever=type(self.retriever).__name__,
+            glossary=glossary.digest if glossary else None,
+            retrieval=retrieval.model_dump(mode="json"),
+            answer={**answer.model_dump(mode="json"), "mode": mode},
+            language=self.settings.language_default,
+            document_tokens=self.settings.llm.prompt_document_tokens,
+            rewrite_tokens=self.settings.llm.rewrite_max_new_tokens,
+        )
+        return RagOptions(
+            default_language=self.settings.language_default,
+            mode=mode,
             translate=retrieval.translate_queries,
             glossary=glossary,
             document_tokens=self.settings.llm.prompt_document_tokens,
             count_tokens=count_tokens,
-            judge=bounded(llm, COVERAGE_TOKENS),
-            check_coverage=retrieval.coverage_check,
+            check_coverage=tuple(retrieval.coverage_check),
             coverage_question=retrieval.coverage_question,
-        ).with_config(callbacks=[self._metrics_handler])
-        self._metrics_handler.count_tokens = count_tokens
-        self.llm, self.cache, self._chain = llm, cache, chain
+            decline_below=dict(answer.decline_below),
+            passage_chars=answer.passage_chars,
+            passages=answer.passages,
+            section_of=self.index.section if isinstance(self.retriever, ERPRetriever) else None,
+            chain_id=chain_id,
+            index_version=lambda: self.index.version,
+        )
 
     def use_retriever(self, retriever: BaseRetriever) -> None:
         """Answer from ``retriever`` from now on (evaluation's oracle, a custom search)."""
@@ -415,6 +340,16 @@ class ERPChatbot:
 logger = logging.getLogger(__name__)
 
 
+def answer_mode(settings: Settings, placement: LLMPlacement | None) -> AnswerMode:
+    """``answer.mode``, with ``auto`` resolved: generation where the model is capable and fast (an
+    inference server, a GPU), the documents' own words on a CPU (bench/README.md)."""
+    mode = settings.answer.mode
+    if mode != "auto":
+        return mode
+    on_gpu = placement is not None and placement.on_gpu
+    return "generate" if settings.llm.backend == "openai" or on_gpu else "extract"
+
+
 def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
     """Counts tokens with the model's own tokenizer (words, for models without one)."""
     from erp_chatbot.models.llama_cpp import LlamaCppChat
@@ -460,6 +395,7 @@ def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
         unsupported=grounding.get("unsupported", []),
         removed=grounding.get("removed", []),
         vague=grounding.get("vague", False),
+        support=output.get("support"),
         cached=output.get("cached", False),
         timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
     )

@@ -386,6 +386,7 @@ def eval_answers(
     oracle: Annotated[
         bool, typer.Option(help="answer from the 3 chunks of the gold pages closest to each question")
     ] = False,
+    split: Annotated[str | None, typer.Option(help="only the questions of this split (dev or test)")] = None,
     temperature: Annotated[float, typer.Option(help="decoding temperature (0 = greedy, reproducible)")] = 0.0,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -399,7 +400,7 @@ def eval_answers(
     from erp_chatbot.evaluation import OracleRetriever, evaluate_answers, load_answer_cases, record_score
 
     _setup_logging(verbose)
-    cases = load_answer_cases(dataset)
+    cases = load_answer_cases(dataset, split)
     settings = load_settings(config, demo)
     settings = settings.model_copy(
         update={
@@ -421,11 +422,12 @@ def eval_answers(
 
     report = evaluate_answers(ask, cases)
     progress.close()
-    name = f"answers-facts:{dataset.stem}{':oracle' if oracle else ''}"
+    name = f"answers-facts:{dataset.stem}{f':{split}' if split else ''}{':oracle' if oracle else ''}"
     if report["facts_found"] is not None:
         record_score(settings.evaluations_file, name, report["facts_found"])
     if as_json:
-        typer.echo(json.dumps({"dataset": str(dataset), "oracle": oracle, **report}, indent=2, ensure_ascii=False))
+        output = {"dataset": str(dataset), "split": split, "oracle": oracle, **report}
+        typer.echo(json.dumps(output, indent=2, ensure_ascii=False))
         return
     columns = {"all": report, **report["by_language"]}
     typer.echo(f"{'':<26}" + "".join(f"{column:>8}" for column in columns))
@@ -435,11 +437,14 @@ def eval_answers(
 
 ANSWER_METRICS = (
     "facts_found",
+    "facts_half",
     "gold_cited",
     "in_language",
+    "lead_in_language",
     "answerable_not_declined",
     "unanswerable_declined",
     "grounded",
+    "nothing_invented",
     "p50_seconds",
     "p50_first_token_seconds",
 )

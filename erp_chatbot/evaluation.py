@@ -24,8 +24,8 @@ from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.settings import RetrievalSettings
 
 if TYPE_CHECKING:
-    from erp_chatbot.chatbot import Answer
     from erp_chatbot.knowledge.index import KnowledgeIndex
+    from erp_chatbot.schemas import Answer
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,17 @@ class AnswerCase:
     id: str
     question: str
     gold: list[str]  # page paths or file stems; any one counts
-    facts: list[str]  # strings the answer must contain (case-insensitive)
+    facts: list[str]  # what the answer must state (matched by ``fact_found``)
     answerable: bool
     language: Language
+    split: str = ""  # "dev" (tune on it) or "test" (report on it); "" when the set has no splits
 
 
-def load_answer_cases(path: Path) -> list[AnswerCase]:
+def load_answer_cases(path: Path, split: str | None = None) -> list[AnswerCase]:
     """Read a JSONL question set; each line needs ``question``, and ``gold``/``facts`` when answerable.
 
-    ``language`` ("en"/"ko") is detected from the question when a line does not give it.
+    ``language`` ("en"/"ko") is detected from the question when a line does not give it. With
+    ``split``, only the lines of that ``split`` are kept.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a JSONL file of questions")
@@ -160,8 +162,13 @@ def load_answer_cases(path: Path) -> list[AnswerCase]:
                 row.get("facts", []),
                 answerable,
                 language,
+                str(row.get("split", "")),
             )
         )
+    if split is not None:
+        cases = [case for case in cases if case.split == split]
+        if not cases:
+            raise ValueError(f"{path} has no question in split {split!r}")
     return cases
 
 
@@ -199,18 +206,30 @@ class OracleRetriever(BaseRetriever):
 
 
 def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) -> dict:
-    """Ask each question in a new session and score the answer, overall and per language.
+    """Ask each question in a new session and score the answer, overall, per language, and per split
+    and language when the set has splits.
 
-    Per answer: expected facts found (and not declined), a gold page cited, answered in the
-    question's language, declined, grounded and vague (``chains.grounding``), seconds to the complete
-    answer and to its first token.
+    Per answer: declined; the share of expected facts in the text shown (``fact_found``), and whether
+    that is at least half of them; a gold page cited; UI names, menu steps or numbers shown that no
+    retrieved section holds (``invented``: the grounding check of the text shown); the answer's prose
+    language and the language of its first line (an extracted answer's lead); seconds to the complete
+    answer and to its first content.
     """
-    rows = [_score(case, ask) for case in cases]
+    return summarise([_score(case, ask) for case in cases])
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The scored answers' shares and times: overall, per language, per split and language."""
     report: dict[str, Any] = _summary(rows)
-    report["by_language"] = {
-        language: _summary([r for r in rows if r["language"] == language]) for language in ("en", "ko")
-    }
+    report["by_language"] = _by_language(rows)
+    splits = sorted({r["split"] for r in rows if r["split"]})
+    if splits:
+        report["by_split"] = {split: _by_language([r for r in rows if r["split"] == split]) for split in splits}
     return {**report, "cases": rows}
+
+
+def _by_language(rows: list[dict]) -> dict[str, dict]:
+    return {language: _summary([r for r in rows if r["language"] == language]) for language in ("en", "ko")}
 
 
 def _score(case: AnswerCase, ask: Callable[[str], Answer]) -> dict:
@@ -218,21 +237,44 @@ def _score(case: AnswerCase, ask: Callable[[str], Answer]) -> dict:
     answer = ask(case.question)
     seconds = time.perf_counter() - start
     cited = {s.source for s in answer.sources} | {Path(s.source).stem for s in answer.sources}
-    text = answer.text.lower()
+    found = [fact for fact in case.facts if fact_found(fact, answer.text)]
+    declined = not answer.covered
     return {
         "id": case.id,
+        "split": case.split,
         "language": case.language,
         "answerable": case.answerable,
-        "declined": not answer.covered,
-        "facts": all(f.lower() in text for f in case.facts),
+        "declined": declined,
+        "facts": bool(case.facts) and len(found) == len(case.facts) and not declined,
+        "facts_half": bool(case.facts) and 2 * len(found) >= len(case.facts) and not declined,
+        "facts_found": found,
         "gold_cited": bool(cited & set(case.gold)),
         "in_language": answer_language(answer.text) == case.language,
+        "lead_in_language": answer_language(answer.text.strip().split("\n", 1)[0]) == case.language,
         "grounded": answer.grounded,
+        "invented": answer.unsupported,
         "vague": answer.vague,
+        "support": answer.support,
         "seconds": round(seconds, 2),
         "first_token_seconds": answer.timings.get("first_token"),
         "answer": answer.text,
     }
+
+
+_FACT_NOISE = re.compile(r"[*`\"“”‘’'‣›»>→:;,.!?()\[\]/|_-]+")
+
+
+def fact_found(fact: str, text: str) -> bool:
+    """Whether ``text`` states ``fact``, tolerating word form and order: every term of the fact
+    (``knowledge.lexical.terms``: stemmed English words, Korean morphemes; case, markup and menu
+    separators ignored) occurs somewhere in the text. "Journal Items" is found in "the journal
+    item's tab"; "Lock Date" is not found in "lock the period"."""
+    from erp_chatbot.knowledge.lexical import terms
+
+    wanted = set(terms(_FACT_NOISE.sub(" ", fact)))
+    if not wanted:
+        return fact.strip().lower() in text.lower()
+    return wanted <= set(terms(_FACT_NOISE.sub(" ", text)))
 
 
 def answer_language(text: str) -> Language:
@@ -248,12 +290,15 @@ def _summary(rows: list[dict]) -> dict:
     first_tokens = [r["first_token_seconds"] for r in rows if r["first_token_seconds"] is not None]
     return {
         "questions": len(rows),
-        "facts_found": _share(answerable, lambda r: r["facts"] and not r["declined"]),
+        "facts_found": _share(answerable, lambda r: r["facts"]),
+        "facts_half": _share(answerable, lambda r: r["facts_half"]),
         "gold_cited": _share(answerable, lambda r: r["gold_cited"]),
         "in_language": _share(answered, lambda r: r["in_language"]),
+        "lead_in_language": _share(answered, lambda r: r["lead_in_language"]),
         "answerable_not_declined": _share(answerable, lambda r: not r["declined"]),
         "unanswerable_declined": _share(unanswerable, lambda r: r["declined"]),
         "grounded": _share(answered, lambda r: r["grounded"]),
+        "nothing_invented": _share(answered, lambda r: not r["invented"]),
         "vague": _share(answered, lambda r: r["vague"]),
         "p50_seconds": round(statistics.median(r["seconds"] for r in rows), 2) if rows else None,
         "p50_first_token_seconds": round(statistics.median(first_tokens), 2) if first_tokens else None,

@@ -181,6 +181,27 @@ class RetrievalSettings(Section):
         return self
 
 
+class AnswerSettings(Section):
+    """How an answer is made from the retrieved sections, and when the documents are taken to be silent."""
+
+    mode: Literal["generate", "extract", "auto"] = Field(
+        "generate",
+        description="generate: the LLM writes the answer from the best sections, checked line by line (from a "
+        "line naming what no section holds, the user gets the section itself); extract: the best section in the "
+        "documents' own words under a one-sentence lead in the question's language, no generation; auto: "
+        "generate with the openai backend or on a GPU, extract on a CPU",
+    )
+    passage_chars: int = Field(
+        1200, gt=100, description="about the most characters of sections an answer shows (whole paragraphs and lists)"
+    )
+    passages: int = Field(2, gt=0, description="sections an extracted answer shows, best first")
+    decline_below: dict[Literal["en", "ko"], float] = Field(
+        default_factory=dict,
+        description="per language checked (retrieval.coverage_check): decline when the model's P(yes) that the "
+        "sections answer the question is under this (choose it on an evaluation's dev split); unset = 0.5",
+    )
+
+
 class MemorySettings(Section):
     redis_url: str | None = Field("redis://127.0.0.1:6379/0", description="unset = in-process")
     key_prefix: str = Field("context:", description="Redis key prefix of a session history")
@@ -290,6 +311,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = EmbeddingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
     memory: MemorySettings = MemorySettings()
     resources: ResourceSettings = ResourceSettings()
     cache: CacheSettings = CacheSettings()

@@ -20,7 +20,7 @@ from langchain_core.documents import Document
 
 from erp_chatbot.chains.prompts import SENTENCE_END
 from erp_chatbot.knowledge.lexical import terms
-from erp_chatbot.knowledge.splitting import readable_text
+from erp_chatbot.knowledge.splitting import body_text
 
 EXCERPT_CHARS = 400  # how much a grounding note quotes
 EXCERPT_RULES = 2  # bump when the choice below changes: cached first turns keep the notes they were made with
@@ -57,9 +57,9 @@ def best_excerpt(documents: list[Document], query: str, chars: int = EXCERPT_CHA
 
 
 def sentences(chunk: Document) -> list[str]:
-    """The chunk as the model reads it, in sentences, without headings underlined in
+    """The chunk's text in sentences, without its heading line, headings underlined in
     reStructuredText or a first line that repeats the title."""
-    lines = readable_text(chunk).splitlines()
+    lines = body_text(chunk).splitlines()
     kept = [
         line
         for i, line in enumerate(lines)

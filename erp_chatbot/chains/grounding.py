@@ -8,8 +8,8 @@ manuals are checked the same way: their Latin-script names and numbers must appe
 which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not;
 the one prose exception is a step of the prompt's worked example repeated word for word.
 
-``ExampleCopies`` goes further while the answer streams: a line that repeats a step of the worked
-example, which the documents do not support, is left out before the user sees it.
+``chains.respond.LineGate`` applies the check line by line while an answer streams, so a line
+that fails it never reaches the user.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Grounding:
     declined: bool
     unsupported: list[str] = field(default_factory=list)
     claims: int = 0
-    removed: list[str] = field(default_factory=list)  # example steps left out of the answer (ExampleCopies)
+    removed: list[str] = field(default_factory=list)  # lines left out of the answer (chains.respond.LineGate)
 
     @property
     def supported(self) -> bool:
@@ -73,7 +73,7 @@ class Grounding:
 def check_grounding(
     answer: str, documents: list[Document], question: str = "", removed: list[str] | None = None
 ) -> Grounding:
-    """``removed``: lines ``ExampleCopies`` left out of ``answer``; they make it unsupported too."""
+    """``removed``: lines left out of ``answer`` as they streamed; they make it unsupported too."""
     if declines(answer):
         return Grounding(declined=True)
     evidence = _normalise(" ".join([question, *(d.page_content for d in documents)]))
@@ -119,13 +119,17 @@ def claims_of(answer: str) -> list[str]:
 
 
 def _edge_words(part: str, position: int) -> str:
-    """The capitalised words of a path step next to its separator ("Go to Sales" -> "Sales")."""
-    words = [word.strip("()[]{}.,:;!?'\"") for word in part.split()]
+    """The capitalised words of a path step next to its separator, within its clause ("Go to Sales"
+    -> "Sales"; "Stages. Then, create" -> "Stages": a sentence goes on after the path)."""
     picked: list[str] = []
-    for word in words if position else reversed(words):
-        if not word[:1].isupper():
+    for word in part.split() if position else reversed(part.split()):
+        clean = word.strip("()[]{}.,:;!?'\"")
+        ends_clause = word.rstrip("()[]'\"").endswith((".", ",", ":", ";", "!", "?"))
+        if not clean[:1].isupper() or (ends_clause and not position and picked):
             break
-        picked.append(word)
+        picked.append(clean)
+        if ends_clause and position:
+            break
     return " ".join(picked if position else reversed(picked))
 
 
@@ -142,81 +146,3 @@ def _normalise(text: str) -> str:
 
 # The worked example's steps that name nothing (those that do are claims), each with its normalised text.
 _EXAMPLE_PROSE = {step: _normalise(step) for step in EXAMPLE_STEPS if not claims_of(step)}
-
-
-class ExampleCopies:
-    """Passes a streamed answer through, leaving out each line that repeats a step of the prompt's
-    worked example and that ``documents`` do not support (``removed``); later list items are
-    renumbered. The 1.5B wrote such steps into 4 of 30 Korean Odoo answers, one of them the whole
-    example answer (bench/README.md). A line is held back only while it could still be such a copy.
-    """
-
-    def __init__(self, documents: list[Document]) -> None:
-        self._documents = documents
-        self.removed: list[str] = []
-        self._line = ""  # the current line, held back while it could be a copy
-        self._passing = False  # the current line is known not to be one and streams on
-        self._dropped_items = 0
-
-    def feed(self, text: str) -> str:
-        """The part of ``text`` that can be shown now."""
-        return "".join(self._end_line() if part == "\n" else self._extend(part) for part in _LINES.split(text) if part)
-
-    def close(self) -> str:
-        """What was still held back, once the answer is complete."""
-        if self._passing or not self._line:
-            return ""
-        line, self._line = self._line, ""
-        return "" if self._left_out(line) else self._renumbered(line)
-
-    def _extend(self, part: str) -> str:
-        if self._passing:
-            return part
-        self._line += part
-        if _could_be_example_step(self._line):
-            return ""
-        self._passing = True
-        return self._renumbered(self._line)
-
-    def _end_line(self) -> str:
-        line, passing = self._line, self._passing
-        self._line, self._passing = "", False
-        if passing:
-            return "\n"
-        return "" if self._left_out(line) else self._renumbered(line) + "\n"
-
-    def _left_out(self, line: str) -> bool:
-        step = _step_text(line)
-        if step not in _EXAMPLE_STEP_TEXTS or check_grounding(step, self._documents).supported:
-            return False
-        self.removed.append(step)
-        self._dropped_items += bool(_LIST_MARKER.match(line))
-        return True
-
-    def _renumbered(self, line: str) -> str:
-        if not self._dropped_items:
-            return line
-        return _LIST_MARKER.sub(lambda m: f"{m[1]}{max(1, int(m[2]) - self._dropped_items)}{m[3]}", line, count=1)
-
-
-_LINES = re.compile(r"(\n)")
-_MARKER_SO_FAR = re.compile(r"^\s*(?:\d+[.)]?)?\s*$")  # a line that may still become a list marker
-
-
-def _unmarked(line: str) -> str:
-    """A line without its list marker and extra spaces."""
-    return " ".join(_LIST_MARKER.sub("", line).split())
-
-
-def _step_text(line: str) -> str:
-    return _unmarked(line).rstrip(".").strip()
-
-
-def _could_be_example_step(line: str) -> bool:
-    if _MARKER_SO_FAR.match(line):
-        return True
-    start = _unmarked(line)
-    return any(f"{step}.".startswith(start) for step in _EXAMPLE_STEP_TEXTS)
-
-
-_EXAMPLE_STEP_TEXTS = {" ".join(step.split()) for step in EXAMPLE_STEPS}

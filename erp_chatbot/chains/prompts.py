@@ -13,6 +13,13 @@ from langchain_core.prompts import ChatPromptTemplate
 from erp_chatbot.chains.language import Language
 from erp_chatbot.knowledge.splitting import readable_text
 
+_CONDENSE_ASK = (
+    "Conversation:\n{conversation}\n\nFollow-up question: {question}\n\n"
+    "Rewrite the follow-up question as one standalone question. Keep ERP terms and menu names."
+)
+# One worked rewrite, invented and outside any ERP (the answer prompt's starport example): without
+# it the 1.5B glued the follow-up to the previous question ("구매 주문 승인은 어떻게 하나요? 그럼
+# 승인은 누가 해?") instead of asking one question.
 CONDENSE = ChatPromptTemplate.from_messages(
     [
         (
@@ -22,9 +29,14 @@ CONDENSE = ChatPromptTemplate.from_messages(
         ),
         (
             "human",
-            "Conversation:\n{conversation}\n\nFollow-up question: {question}\n\n"
-            "Rewrite the follow-up question as one standalone question. Keep ERP terms and menu names.",
+            _CONDENSE_ASK.format(
+                conversation="User: 화물 포드는 어떻게 발사하나요?\n"
+                "Assistant: **Starport ‣ Cargo Pods ‣ Ready** 메뉴에서 **Launch Pod** 버튼을 누릅니다.",
+                question="그럼 취소는 누가 해?",
+            ),
         ),
+        ("ai", "화물 포드 발사는 누가 취소하나요?"),
+        ("human", _CONDENSE_ASK),
     ]
 )
 
@@ -72,32 +84,31 @@ _HUMAN = {
     + "\n\n문서에 답이 있으면 한국어로 답하세요. 문서에 없는 내용이면 다음 문장만 쓰세요: {not_covered}",
 }
 
-# Measured on the Odoo set (bench/README.md): a worked example makes the small models answer
-# Korean questions in Korean with the English names kept (1.5B: 47% -> 100% in Korean), but costs
-# English answers their facts (77% -> 54%). So Korean prompts carry one worked example, English
-# ones none. Korean prompts also repeat the decline sentence in the question's turn (Korean
-# unanswerable questions declined 25% -> 50%, facts 46% -> 50%); an example of declining declined
-# them all, but also 12-23% of answerable ones and cut the menu paths from sample answers. The
-# example document is invented, so no knowledge base's text leaks into answers.
+# A worked example makes the small models answer Korean questions in Korean with the English names
+# kept (bench/JOURNAL.md); English prompts carry none (it cost English answers their facts). Korean
+# prompts also repeat the decline sentence in the question's turn. The example is about launching
+# cargo pods from a starport: no ERP knowledge base holds its menus or steps, so a copy of it is
+# never supported and the answer's line check (chains.respond.LineGate) removes it; before, its
+# vendor-bill steps read like real ones and reached stock-move answers.
 _EXAMPLE_CONTEXT = (
-    '<document index="1" title="Approving vendor bills">\n'
-    "Bills above the approval limit wait in Purchase ‣ Vendor Bills ‣ To Approve. Open the bill, "
-    "check the amounts against the purchase order and click *Approve*. Rejected bills go back to "
-    "the buyer with a comment.\n</document>"
+    '<document index="1" title="Launching cargo pods">\n'
+    "Pods ready for launch wait in Starport ‣ Cargo Pods ‣ Ready. Open the pod, check its weight "
+    "against the flight manifest and click *Launch Pod*. Pods that fail the check go back to the "
+    "loading crew with a comment.\n</document>"
 )
 _EXAMPLES = {
     "en": [],
     "ko": [
         (
-            "공급업체 청구서는 어떻게 승인하나요?",
-            "1. **Purchase ‣ Vendor Bills ‣ To Approve** 메뉴로 이동합니다.\n2. 청구서를 열어 금액을 구매 주문과 "
-            "비교합니다.\n3. **Approve** 버튼을 클릭합니다.",
+            "화물 포드는 어떻게 발사하나요?",
+            "1. **Starport ‣ Cargo Pods ‣ Ready** 메뉴로 이동합니다.\n2. 포드를 열어 무게를 비행 적재 목록과 "
+            "비교합니다.\n3. **Launch Pod** 버튼을 클릭합니다.",
         ),
     ],
 }
 
-# The worked answers' steps, without their numbers: the 1.5B sometimes continues its own first step
-# with the example's next ones (1-3 of 30 Korean Odoo answers, bench/README.md), which grounding flags.
+# The worked answers' steps, without their numbers: a line of an answer that repeats one is a copy
+# (chains.grounding.copied_example_steps).
 EXAMPLE_STEPS = [
     re.sub(r"^\d+\.\s*", "", line).rstrip(".")
     for _, answer in (example for examples in _EXAMPLES.values() for example in examples)
@@ -122,16 +133,6 @@ def _escape(text: str) -> str:
 NOT_COVERED = {
     "en": "The documents do not cover this question, so I cannot answer it from them.",
     "ko": "문서에서 이 질문에 대한 내용을 찾지 못해 답변할 수 없습니다.",
-}
-
-UNSUPPORTED_NOTE = {
-    "en": '\n\n⚠ Not found in the documents: {unsupported}. Check the source instead — {title}: "{excerpt}"',
-    "ko": '\n\n⚠ 문서에서 확인되지 않은 내용: {unsupported}. 원문을 확인하세요 — {title}: "{excerpt}"',
-}
-
-REMOVED_NOTE = {  # steps copied from the worked example were left out (chains.grounding.ExampleCopies)
-    "en": '\n\n⚠ Steps the documents do not support were left out. Check the source — {title}: "{excerpt}"',
-    "ko": '\n\n⚠ 문서에 없는 단계를 답변에서 뺐습니다. 원문을 확인하세요 — {title}: "{excerpt}"',
 }
 
 VAGUE_NOTE = {  # the answer names no menu, setting or number ("네, 그런 기능이 있습니다"): nothing to act on

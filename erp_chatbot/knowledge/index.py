@@ -59,8 +59,9 @@ INDEX_FILES = ("index.faiss", "index.pkl")
 STRATEGY = "MAX_INNER_PRODUCT"  # on unit vectors the inner product is the cosine
 # 2: every chunk carries its access roles; 3: a BM25 index beside FAISS; 4: plain-text pages are
 # titled by their underlined heading (chunks start with their title, so they change too); 5: the
-# embedding and BM25 read the page's path words too (splitting.indexed_text)
-FORMAT_VERSION = 5
+# embedding and BM25 read the page's path words too (splitting.indexed_text); 6: chunks are whole
+# sections or their paragraphs, with the heading path (splitting.sections)
+FORMAT_VERSION = 6
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -208,6 +209,22 @@ class KnowledgeIndex:
             outer += vectors.T @ vectors
         mean = total / max(index.ntotal, 1)
         return mean, outer / max(index.ntotal, 1) - np.outer(mean, mean)
+
+    def section(self, chunk: Document) -> list[Document]:
+        """Every chunk of ``chunk``'s section, in the document's order (a section's chunks share its
+        file's roles, so whoever may read one may read them all)."""
+        key = (chunk.metadata.get("source", ""), chunk.metadata.get("section", ""))
+        return self._sections.get(key, [chunk])
+
+    @functools.cached_property
+    def _sections(self) -> dict[tuple[str, str], list[Document]]:
+        found: dict[tuple[str, str], list[Document]] = {}
+        for chunk_id in self.store.index_to_docstore_id.values():
+            chunk = self.store.docstore.search(chunk_id)
+            found.setdefault((chunk.metadata.get("source", ""), chunk.metadata.get("section", "")), []).append(chunk)
+        for pieces in found.values():
+            pieces.sort(key=lambda piece: piece.metadata.get("chunk_index", 0))
+        return found
 
     @functools.cached_property
     def _row_of_chunk(self) -> dict[str, int]:

@@ -10,6 +10,7 @@ between concurrent calls unguarded, evaluates prompts 8 tokens at a time by defa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -30,6 +31,7 @@ from erp_chatbot.settings import LLMSettings
 _CONTROL_TOKEN = re.compile(r"<\|([A-Za-z0-9_\-]{1,40})\|>")
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _CALL_OPTIONS = ("max_tokens", "temperature", "top_p", "repeat_penalty", "seed")
+_YES_NO = ("yes", "Yes", "no", "No")
 
 
 class LlamaCppChat(BaseChatModel):
@@ -116,6 +118,36 @@ class LlamaCppChat(BaseChatModel):
     ) -> ChatResult:
         return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
 
+    def yes_probability(self, messages: list[BaseMessage]) -> float:
+        """P(yes) of the model's reply to a yes-or-no question: the softmax of the first reply token's
+        logits over "yes"/"Yes" against "no"/"No". One prompt evaluation and no decoding; llama.cpp
+        gives no log-probabilities without keeping every position's logits (``logits_all``), so
+        they are read where the sampler sees them."""
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        seen: list[Any] = []
+
+        def keep(_: Any, logits: Any) -> Any:
+            if not seen:
+                seen.append(np.array(logits[self._answer_tokens], dtype="float64"))
+            return logits
+
+        with self._lock:
+            self._client.create_chat_completion(
+                messages=self._chat(messages), max_tokens=1, temperature=0, logits_processor=LogitsProcessorList([keep])
+            )
+        weights = np.exp(seen[0] - seen[0].max())
+        return float(weights[:2].sum() / weights.sum())
+
+    @functools.cached_property
+    def _answer_tokens(self) -> list[int]:
+        """The token ids of "yes", "Yes", "no", "No" (each one token in the chat models served)."""
+        return [self._client.tokenize(word.encode(), add_bos=False, special=False)[0] for word in _YES_NO]
+
+    def _chat(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
+        return [{"role": _ROLES.get(m.type, "user"), "content": defuse_control_tokens(m.text)} for m in messages]
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -123,10 +155,9 @@ class LlamaCppChat(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        chat = [{"role": _ROLES.get(m.type, "user"), "content": defuse_control_tokens(m.text)} for m in messages]
         with self._lock:
             for part in self._client.create_chat_completion(
-                messages=chat, stream=True, stop=stop or [], **self._options(**kwargs)
+                messages=self._chat(messages), stream=True, stop=stop or [], **self._options(**kwargs)
             ):
                 choice = part["choices"][0]
                 text = choice["delta"].get("content") or ""

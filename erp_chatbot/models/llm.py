@@ -5,15 +5,16 @@ answer as LangChain chat models behind the same chain."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
 
 from erp_chatbot.devices import LLMPlacement
@@ -146,6 +147,19 @@ def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
     if isinstance(llm, LlamaCppChat) or _is_openai_chat(llm):
         return llm.bind(max_tokens=max_new_tokens, temperature=0.0)
     return llm
+
+
+def yes_probability(llm: BaseLanguageModel) -> Callable[[list[BaseMessage], RunnableConfig | None], float]:
+    """P(yes) of the model's reply to a yes-or-no prompt: from the first token's logits where the
+    backend exposes them (llama.cpp), else 1 or 0 from its greedy one-word reply."""
+    if isinstance(llm, LlamaCppChat):
+        return lambda messages, config=None: llm.yes_probability(messages)
+    reply = bounded(llm, 2) | StrOutputParser()
+
+    def from_reply(messages: list[BaseMessage], config: RunnableConfig | None = None) -> float:
+        return 0.0 if reply.invoke(messages, config).strip().lower().startswith("no") else 1.0
+
+    return from_reply
 
 
 def _is_openai_chat(llm: BaseLanguageModel) -> bool:

@@ -18,7 +18,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from erp_chatbot.chains.rag import ANSWER_TAG
+from erp_chatbot.chains.respond import ANSWER_TAG
 from erp_chatbot.monitoring.gpu import GPUCollector
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)

@@ -18,8 +18,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from erp_chatbot.chatbot import ERPChatbot, InvalidQuestion, check_question
+from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
+from erp_chatbot.schemas import InvalidQuestion, check_question
 from erp_chatbot.server.auth import Identity
 from erp_chatbot.server.guards import ASGIApp, Receive, Scope, Send, replaying
 

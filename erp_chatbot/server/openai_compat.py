@@ -19,8 +19,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from erp_chatbot.chains.rag import merge_chunks
-from erp_chatbot.chatbot import ERPChatbot, InvalidQuestion, check_question
+from erp_chatbot.chains.respond import merge_chunks
+from erp_chatbot.chatbot import ERPChatbot
+from erp_chatbot.schemas import InvalidQuestion, check_question
 
 MODEL_ID = "erp-chatbot"
 Bind = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]

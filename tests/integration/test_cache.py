@@ -8,12 +8,14 @@ import httpx
 import pytest
 import redis
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
 from langchain_core.outputs import Generation
 from langchain_core.runnables import RunnableLambda
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.runtime.cache import AnswerCache, LRUResponseCache, RedisResponseCache, normalise_question
-from tests.conftest import SAMPLE_KNOWLEDGE, build_tiny_lm, ingest_folder, tiny_settings
+from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder, tiny_settings
 
 
 def gen(text: str) -> list[Generation]:
@@ -125,21 +127,38 @@ def test_declined_answers_are_not_cached(tmp_path, tiny_lm_dir, e5_dir, sample_i
 
 
 def test_answers_grounding_flags_are_not_cached(
-    tmp_path, e5_dir, sample_index_dir, cache_prefix, redis_client, session_id
+    tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, cache_prefix, redis_client, session_id
 ):
-    # Seed 1's random model answers this question with numbers that no chunk holds ("500 500 ...").
-    lm = build_tiny_lm(tmp_path / "tiny-gpt2-seed1", seed=1)
-    bot = cached_bot(tmp_path, lm, e5_dir, sample_index_dir, cache_prefix)
-    first = bot.ask("재고 이동은 어디서 확인하나요?")
-    assert first.unsupported and all(claim.isdigit() for claim in first.unsupported) and "⚠" in first.text
-    again = bot.ask("재고 이동은 어디서 확인하나요?")
+    # Real e5, FAISS and Redis (history and cache); the chat model is LangChain's fake, scripted:
+    # no real model can be made to invent a button on demand.
+    replies = [
+        "1. Open **Accounting > Vendors > Bills**.\n2. Click **Approve All**.\n",  # no section has "Approve All"
+        "1. Open **Accounting > Vendors > Bills**.\n2. Click **Approve All**.\n",
+        "Open **Accounting > Vendors > Bills** and click **Approve**.",
+        "It is the bill a vendor sends you.",
+    ]
+    base = cached_bot(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, cache_prefix)
+    fake = GenericFakeChatModel(messages=iter([AIMessage(reply) for reply in replies]))
+    bot = ERPChatbot(
+        settings=base.settings,
+        llm=fake,
+        embeddings=base.embeddings,
+        index=base.index,
+        history=base.history,
+        cache=base.cache,
+    )
+    first = bot.ask("How do I approve a vendor bill?")
+    assert first.removed == ["2. Click **Approve All**."] and "Approve All" not in first.text
+    assert first.text.startswith("1. Open **Accounting > Vendors > Bills**.\n\nThe documents explain this in")
+    assert not first.grounded and first.unsupported == []  # what is shown names nothing unsupported
+    again = bot.ask("How do I approve a vendor bill?")
     assert not again.cached and bot.health()["cache"]["hits"] == 0
     assert not list(redis_client.scan_iter(f"{cache_prefix}*"))  # neither the answer nor the turn was stored
-    supported = bot.ask("How do I approve a vendor bill?")  # the same model, claims the chunks hold ("3")
-    assert supported.grounded and not supported.vague and bot.ask("How do I approve a vendor bill?").cached
-    vague = bot.ask("What is a vendor bill?")  # "roles roles ...": it names nothing
+    supported = bot.ask("How do I approve vendor bills?")
+    assert supported.grounded and not supported.vague and bot.ask("How do I approve vendor bills?").cached
+    vague = bot.ask("What is a vendor bill?")  # names nothing
     assert vague.grounded and vague.vague and vague.text.count("See the documents for the steps — ") == 1
-    again = bot.ask("What is a vendor bill?")  # not wrong, only short: cached with the chunk quoted after it
+    again = bot.ask("What is a vendor bill?")  # not wrong, only short: cached with the passage quoted after it
     assert again.cached and again.text == vague.text
     out = bot.as_runnable().invoke({"question": "What is a vendor bill?"}, {"configurable": {"session_id": session_id}})
     assert out["cached"] and out["answer"].strip() == vague.text and out["grounding"]["note"].strip() in vague.text

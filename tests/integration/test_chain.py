@@ -74,9 +74,11 @@ def test_ask_returns_a_complete_answer_object(bot, session_id):
     assert bot.ask("How do I request annual leave?").session_id != session_id  # a new session
 
 
-def test_stream_yields_many_chunks_and_stores_the_turn(bot, session_id):
+def test_stream_yields_the_answer_and_stores_the_turn(bot, session_id):
+    # The random model writes no sentence end, so its line is shown once it is complete and checked
+    # (chains.respond.LineGate; sentence-by-sentence streaming: tests/unit/chains/test_rag.py).
     chunks = list(bot.stream("재고 이동은 어디서 확인하나요?", session_id=session_id))
-    assert len(chunks) >= 5
+    assert chunks and all(chunks)
     stored = bot.history.messages(session_id)
     assert [m.type for m in stored] == ["human", "ai"] and stored[1].content == "".join(chunks)
 
@@ -85,7 +87,7 @@ async def test_async_paths(bot, session_id):
     answer = await bot.aask("How do I issue a credit note?", session_id=session_id)
     assert answer.sources[0].source == "invoicing/customer-invoices.en.md"
     chunks = [c async for c in bot.astream("And a full refund?", session_id=session_id)]
-    assert len(chunks) >= 5
+    assert chunks and all(chunks)
     assert len(bot.history.messages(session_id)) == 4
 
 

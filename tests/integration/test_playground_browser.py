@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from erp_chatbot import ERPChatbot
-from erp_chatbot.chains.rag import merge_chunks
+from erp_chatbot.chains.respond import merge_chunks
 from erp_chatbot.server.app import create_app
 from erp_chatbot.server.background import running_server
 from tests.conftest import REPO, tiny_settings

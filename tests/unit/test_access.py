@@ -6,8 +6,8 @@ from langchain_core.documents import Document
 from pydantic import ValidationError
 
 from erp_chatbot.chains.prompts import format_context
-from erp_chatbot.chatbot import InvalidQuestion, check_question, question_type
 from erp_chatbot.knowledge.access import AccessLabelError, AccessRules, may_read, normalise_roles
+from erp_chatbot.schemas import InvalidQuestion, check_question, question_type
 from erp_chatbot.server.auth import APIKeys, hash_key, key_from_headers
 
 

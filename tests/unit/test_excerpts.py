@@ -48,9 +48,9 @@ def test_the_quote_skips_the_introduction_for_the_page_s_menu_path_that_fits_the
 
 def test_among_menu_paths_the_question_s_terms_decide_and_a_korean_question_uses_its_translation():
     chunks = page_chunks(PAYING, "Decide when supplier bills are paid", "purchase/bills.txt", size=2000)
-    assert len(chunks) == 1
+    assert [c.metadata["section"] for c in chunks] == ["", "Default policy", "Default policy / Per product"]
     product = best_excerpt(chunks, "Where do I change the policy of one product?", chars=120)
-    assert product.text == "…To change one product's policy, go to Products ‣ Products and open the Purchase tab."
+    assert product.text == "To change one product's policy, go to Products ‣ Products and open the Purchase tab."
     korean = "제품 하나의 정책은 어디서 바꾸나요? Where do I change one product's policy?"
     assert best_excerpt(chunks, korean, chars=120) == product
     assert "Configuration ‣ Settings" in best_excerpt(chunks, "What is the default policy?", chars=120).text

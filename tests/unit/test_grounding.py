@@ -2,8 +2,8 @@
 
 from langchain_core.documents import Document
 
-from erp_chatbot.chains.grounding import ExampleCopies, check_grounding, claims_of, declines
-from erp_chatbot.chains.prompts import EXAMPLE_STEPS, NOT_COVERED
+from erp_chatbot.chains.grounding import check_grounding, claims_of, declines
+from erp_chatbot.chains.prompts import NOT_COVERED
 from erp_chatbot.evaluation import answer_language
 
 CREDIT_NOTES = Document(
@@ -86,15 +86,18 @@ def test_numbers_followed_by_korean_units_are_claims_too():
 
 
 def test_steps_copied_from_the_worked_example_are_unsupported():
-    # The demo's 1.5B answered the sample knowledge's stock-move question with its own first step,
-    # then the worked example's (invented) vendor-bill steps.
+    # The demo's 1.5B once answered the sample knowledge's stock-move question with its own first
+    # step, then the worked example's steps; the example's prose is a copy wherever no document says it.
     stock_moves = Document("재고 이동 메뉴 **재고 > 보고 > 재고 이동** (Inventory > Reporting > Stock Moves)")
     own = "1. **재고 > 보고 > 재고 이동** 메뉴로 이동합니다.\n"
-    copied = "2. 청구서를 열어 금액을 구매 주문과 비교합니다."
+    copied = "2. 포드를 열어 무게를 비행 적재 목록과 비교합니다."
     assert check_grounding(own, [stock_moves]).supported
-    assert check_grounding(own + copied, [stock_moves]).unsupported == ["청구서를 열어 금액을 구매 주문과 비교합니다"]
-    bills = Document("청구서를 열어 금액을 구매 주문과 비교합니다. **Approve**를 누릅니다.")
-    assert check_grounding(copied + " **Approve**", [bills]).supported  # the documents say it: not a copy
+    assert check_grounding(own + copied, [stock_moves]).unsupported == [
+        "포드를 열어 무게를 비행 적재 목록과 비교합니다"
+    ]
+    pods = Document("포드를 열어 무게를 비행 적재 목록과 비교합니다. **Approve**를 누릅니다.")
+    assert check_grounding(copied + " **Approve**", [pods]).supported  # the documents say it: not a copy
+    assert not check_grounding("1. **Starport ‣ Cargo Pods ‣ Ready** 메뉴로 이동합니다.", [stock_moves]).supported
     approve = Document("Open the expense report and click **Approve**.")
     assert check_grounding("1. **Approve** 버튼을 클릭합니다.", [approve]).supported  # a real button, not a copy
 
@@ -109,42 +112,10 @@ def test_list_numbers_and_particles_on_names_are_not_claims():
     assert check_grounding("10. 값을 11로 바꿉니다.", [page]).unsupported == ["11"]  # a number in the step is
 
 
-def _stream(copies, pieces):
-    """What a user sees of an answer streamed in ``pieces`` through ``copies``."""
-    return "".join(copies.feed(piece) for piece in pieces) + copies.close()
-
-
-def _tokens(text, size=3):
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def test_worked_example_steps_the_documents_do_not_support_never_reach_the_user():
-    # q21-ko of the Odoo set: the 1.5B's own steps, then a step of the worked example, then its own.
-    page = Document("Enable *Landed Costs* in Inventory ‣ Configuration ‣ Settings, then click *Compute*.")
-    answer = (
-        "1. **Inventory ‣ Configuration ‣ Settings** 메뉴로 이동합니다.\n2. **Landed Costs**를 활성화합니다.\n"
-        "3. 청구서를 열어 금액을 구매 주문과 비교합니다.\n4. **Compute** 버튼을 클릭합니다.\n"
-    )
-    for size in (1, 3, 1000):
-        copies = ExampleCopies([page])
-        shown = _stream(copies, _tokens(answer, size))
-        assert shown == (
-            "1. **Inventory ‣ Configuration ‣ Settings** 메뉴로 이동합니다.\n2. **Landed Costs**를 활성화합니다.\n"
-            "3. **Compute** 버튼을 클릭합니다.\n"
-        )
-        assert copies.removed == ["청구서를 열어 금액을 구매 주문과 비교합니다"]
-    grounding = check_grounding(shown, [page], removed=copies.removed)
-    assert grounding.unsupported == [] and not grounding.supported and grounding.as_dict()["removed"]
-
-
-def test_a_whole_copied_example_answer_is_left_out_but_supported_steps_stay():
-    # q14-ko: asked about early-payment discounts, the 1.5B wrote out the worked example's answer.
-    terms = Document("Create *Payment Terms* with a 2% discount if paid within 10 days.")
-    copied = "\n".join(f"{n}. {step}." for n, step in enumerate(EXAMPLE_STEPS, start=1))
-    copies = ExampleCopies([terms])
-    assert _stream(copies, _tokens(copied)).strip() == "" and len(copies.removed) == len(EXAMPLE_STEPS)
-    approvals = Document("Open the expense report and click **Approve**.")  # a real Approve button
-    copies = ExampleCopies([approvals])
-    assert _stream(copies, _tokens(copied)) == f"1. {EXAMPLE_STEPS[-1]}."
-    partial = "1. 청구서를 열어 확인합니다.\n2. 3.5% 할인"  # starts like a copy, then is the model's own
-    assert _stream(ExampleCopies([terms]), _tokens(partial, 1)) == partial
+def test_an_unmarked_menu_path_ends_with_its_sentence():
+    # Odoo: "go to Helpdesk ‣ Configuration ‣ Stages. Then, create ..." was read as the step "Stages Then".
+    page = Document("To set up stages, go to Helpdesk ‣ Configuration ‣ Stages. Then, create stages.")
+    line = "To set up stages, go to Helpdesk ‣ Configuration ‣ Stages. Then, create stages."
+    assert claims_of(line) == ["Helpdesk", "Configuration", "Stages"]
+    assert check_grounding(line, [page]).supported
+    assert claims_of("Then open Sales > Orders, Quotations and Invoices") == ["Sales", "Orders"]

@@ -2,9 +2,7 @@
 
 from langchain_core.documents import Document
 
-from erp_chatbot.chains.grounding import Grounding
 from erp_chatbot.chains.prompts import COVERAGE, NOT_COVERED, answer_prompt, fit_context, format_context
-from erp_chatbot.chains.rag import grounding_note
 from erp_chatbot.knowledge.splitting import split_documents
 
 
@@ -43,7 +41,7 @@ def test_korean_prompts_show_a_worked_answer_and_both_name_the_exact_decline():
     korean = answer_prompt("ko").format_messages(context="CTX", question="Q?")
     assert [m.type for m in english] == ["system", "human"]
     assert [m.type for m in korean] == ["system", "human", "ai", "human"]
-    assert "**Purchase ‣ Vendor Bills ‣ To Approve**" in korean[2].content  # English names kept
+    assert "**Starport ‣ Cargo Pods ‣ Ready**" in korean[2].content  # English names kept
     assert NOT_COVERED["ko"] in korean[-1].content  # the question's turn names the decline too
     assert NOT_COVERED["ko"] in korean[-1].content  # the question's turn names the decline too
     for language, messages in (("en", english), ("ko", korean)):
@@ -87,28 +85,6 @@ def test_chunk_headings_read_as_title_and_section_not_as_a_menu_path():
     assert "\nOpen Sales > Orders.\n" in format_context([plain])  # no heading line: the text stays whole
     no_section = Document("Orders\nOpen Sales > Orders.", metadata={"title": "Orders", "section": ""})
     assert '<document index="1" title="Orders">\nOrders\nOpen' in format_context([no_section])  # a bare title
-
-
-STOCK_MOVES = "# 재고 이동 확인\n\n## 확인하는 메뉴\n**재고 > 보고 > 재고 이동** 메뉴를 엽니다."
-
-
-def test_the_unsupported_note_never_quotes_a_heading_as_a_path():
-    page = Document(STOCK_MOVES, metadata={"title": "재고 이동 확인", "source": "s.md"})
-    note = grounding_note(Grounding(False, unsupported=["Approve"], claims=1), split_documents([page], 800, 0), "ko")
-    assert "Approve" in note
-    assert note.endswith(': "재고 이동 확인: 확인하는 메뉴 **재고 > 보고 > 재고 이동** 메뉴를 엽니다."')  # all of it
-
-
-def test_only_an_answer_that_is_wrong_or_vague_gets_a_note():
-    chunks = split_documents([Document(STOCK_MOVES, metadata={"title": "재고 이동 확인", "source": "s.md"})], 800, 0)
-    vague = grounding_note(Grounding(False, claims=0), chunks, "ko")  # "네, 확인할 수 있습니다."
-    assert vague.startswith("\n\n자세한 방법은 문서를 확인하세요 — 재고 이동 확인: ")
-    assert "재고 > 보고 > 재고 이동" in vague
-    assert grounding_note(Grounding(False, claims=0), chunks, "en").startswith("\n\nSee the documents for the steps")
-    assert "뺐습니다" in grounding_note(Grounding(False, claims=2, removed=["청구서를 엽니다"]), chunks, "ko")
-    assert grounding_note(Grounding(False, claims=3), chunks, "ko") == ""  # specific and supported
-    assert grounding_note(Grounding(True), chunks, "ko") == ""  # a decline names nothing, rightly
-    assert grounding_note(Grounding(False, claims=0), [], "ko") == ""  # nothing to quote
 
 
 def test_the_translation_prompt_ends_with_the_glossary_hint_only_when_given_one():

@@ -2,7 +2,8 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 
-from erp_chatbot.chains.rag import sources_of, usable_rewrite
+from erp_chatbot.chains.respond import sources_of
+from erp_chatbot.chains.steps import usable_rewrite
 from erp_chatbot.memory.history import InvalidSessionId, validate_session_id
 
 

@@ -1,0 +1,151 @@
+"""Answer quality on the held-out Odoo set, per split and language, beside an earlier chain in one run.
+
+The set (bench/datasets/odoo-heldout.jsonl) was written from the manual's pages by someone who never
+saw the chain's answers; tune on its dev split only, report on test. Each arm asks every question
+of the chosen splits in a new session, greedy and without the response cache, and is scored by
+``erp_chatbot.evaluation`` (facts matched by ``fact_found``):
+
+- ``--arm NAME=CONFIG``: the current code with that settings YAML (e.g. bench/odoo-extract.yaml);
+- ``--baseline REV``: the chain as committed at git revision REV, from a worktree under /tmp, with
+  ``--baseline-config`` (its index in a folder of its own: its chunking), asked through its own
+  ``erp-chatbot eval answers --json``;
+  its answer texts are re-scored here, so both arms are scored alike. Its ``invented`` is its own
+  grounding's verdict (a claim no chunk holds, or a worked-example step left out).
+
+    python bench/answer_quality.py --arm extract=bench/odoo-extract.yaml --baseline 264ddca
+
+Results go to bench/results/answer-quality.json (one key per arm, with the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from common import machine, merge
+
+from erp_chatbot.evaluation import (
+    AnswerCase,
+    answer_language,
+    evaluate_answers,
+    fact_found,
+    load_answer_cases,
+    summarise,
+)
+
+BENCH = Path(__file__).resolve().parent
+DATASET = BENCH / "datasets" / "odoo-heldout.jsonl"
+ODOO = BENCH.parent.parent / "shared" / "data" / "odoo-docs-14.0" / "en"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", action="append", default=[], help="NAME=CONFIG: the current code with CONFIG")
+    parser.add_argument("--baseline", help="git revision of the earlier chain to run beside the arms")
+    parser.add_argument("--baseline-config", type=Path, default=BENCH / "odoo-baseline.yaml", help="its settings")
+    parser.add_argument("--split", choices=["dev", "test"], help="only this split (default: both)")
+    args = parser.parse_args()
+    cases = load_answer_cases(DATASET, args.split)
+    for arm in args.arm:
+        name, _, config = arm.partition("=")
+        result = run_current(Path(config), cases)
+        if args.split == "dev":
+            result["decline_thresholds"] = decline_thresholds(result["report"]["cases"])
+            print(name, "decline thresholds for 95% answered:", result["decline_thresholds"])
+        record(name, {"config": config, **result}, args.split)
+    if args.baseline:
+        record(f"baseline-{args.baseline}", run_revision(args.baseline, args.baseline_config, cases), args.split)
+
+
+def decline_thresholds(rows: list[dict], answered: float = 0.95) -> dict[str, dict]:
+    """Per language: the highest ``answer.decline_below`` that still leaves ``answered`` of the
+    answerable questions of ``rows`` over it, and the share of unanswerable ones it declines."""
+    found = {}
+    for language in ("en", "ko"):
+        mine = [r for r in rows if r["language"] == language and r.get("support") is not None]
+        scores = sorted(r["support"] for r in mine if r["answerable"])
+        if not scores:
+            continue
+        threshold = scores[int(len(scores) * (1 - answered))]  # this many answerable score at least that
+        unanswerable = [r["support"] for r in mine if not r["answerable"]]
+        declined = sum(score < threshold for score in unanswerable) / len(unanswerable) if unanswerable else None
+        found[language] = {"decline_below": threshold, "unanswerable_declined": declined}
+    return found
+
+
+def record(name: str, result: dict, split: str | None) -> None:
+    key = f"{name}:{split}" if split else name
+    path = merge("answer-quality", "arms", key, {"machine": machine(), **result}, {"dataset": DATASET.name})
+    for split_name, languages in result["report"].get("by_split", {}).items():
+        for language, summary in languages.items():
+            print(key, split_name, language, {k: v for k, v in summary.items() if k != "questions"})
+    print(f"wrote {path}")
+
+
+def run_current(config: Path, cases: list[AnswerCase]) -> dict:
+    from erp_chatbot.chatbot import ERPChatbot
+    from erp_chatbot.cli import _run_ingest
+    from erp_chatbot.settings import Settings
+
+    settings = Settings.from_yaml(config)
+    settings = settings.model_copy(
+        update={
+            "llm": settings.llm.model_copy(update={"temperature": 0.0}),  # greedy: reproducible
+            "cache": settings.cache.model_copy(update={"enabled": False}),
+        }
+    )
+    _run_ingest(settings, ODOO, settings.index_dir, progress=False)  # a no-op when up to date
+    bot = ERPChatbot.from_settings(settings)
+    report = evaluate_answers(lambda question: bot.ask(question), cases)
+    return {"answer_mode": bot.answer_mode, "report": report}
+
+
+def run_revision(revision: str, config: Path, cases: list[AnswerCase]) -> dict:
+    """The chain at ``revision``, asked through its own CLI; its answers re-scored with this code."""
+    worktree = Path("/tmp") / f"erp-chatbot-{revision}"
+    if not worktree.is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], check=True, cwd=BENCH.parent)
+    env = {**os.environ, "PYTHONPATH": str(worktree)}
+    cli = [sys.executable, "-c", "from erp_chatbot.cli import main; main()"]
+    subprocess.run(
+        [*cli, "ingest", str(ODOO), "--config", str(config.resolve())],
+        check=True,
+        env=env,
+        cwd=worktree,
+    )
+    questions = worktree / "questions.jsonl"
+    questions.write_text("".join(json.dumps(case.__dict__, ensure_ascii=False) + "\n" for case in cases))
+    done = subprocess.run(
+        [*cli, "eval", "answers", "--config", str(config.resolve()), "--dataset", str(questions), "--json"],
+        check=True,
+        env=env,
+        cwd=worktree,
+        capture_output=True,
+        text=True,
+    )
+    theirs = {row["id"]: row for row in json.loads(done.stdout)["cases"]}
+    return {"revision": revision, "report": summarise([rescore(case, theirs[case.id]) for case in cases])}
+
+
+def rescore(case: AnswerCase, row: dict) -> dict:
+    """A row of the earlier chain's report, scored as ``evaluation`` scores the current one."""
+    found = [fact for fact in case.facts if fact_found(fact, row["answer"])]
+    first_line = row["answer"].strip().split("\n", 1)[0]
+    return {
+        **row,
+        "split": case.split,
+        "facts": bool(case.facts) and len(found) == len(case.facts) and not row["declined"],
+        "facts_half": bool(case.facts) and 2 * len(found) >= len(case.facts) and not row["declined"],
+        "facts_found": found,
+        "in_language": answer_language(row["answer"]) == case.language,
+        "lead_in_language": answer_language(first_line) == case.language,
+        "invented": [] if row["grounded"] else ["(flagged by its grounding)"],
+    }
+
+
+if __name__ == "__main__":
+    main()
