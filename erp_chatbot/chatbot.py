@@ -125,6 +125,7 @@ class ERPChatbot:
             decline_below=dict(answer.decline_below),
             passage_chars=answer.passage_chars,
             passages=answer.passages,
+            judge_tokens=answer.judge_tokens,
             section_of=self.index.section if isinstance(self.retriever, ERPRetriever) else None,
             chain_id=chain_id,
             index_version=lambda: self.index.version,

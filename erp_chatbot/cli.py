@@ -33,7 +33,9 @@ def load_settings(config: Path | None, demo: bool) -> Settings:
         knowledge = settings.knowledge.model_copy(update={"index_dir": settings.home / "demo-index"})
         settings = settings.model_copy(update={"knowledge": knowledge})
     if demo and settings.memory.redis_url and not redis_answers(settings.memory):
-        typer.echo(f"Redis is not answering at {settings.memory.redis_url}: the demo keeps history in memory", err=True)
+        typer.echo(
+            f"Redis is not answering at {settings.memory.redis_location}: the demo keeps history in memory", err=True
+        )
         settings = settings.model_copy(update={"memory": settings.memory.model_copy(update={"redis_url": None})})
     return settings
 

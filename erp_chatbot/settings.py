@@ -195,6 +195,11 @@ class AnswerSettings(Section):
         1200, gt=100, description="about the most characters of sections an answer shows (whole paragraphs and lists)"
     )
     passages: int = Field(2, gt=0, description="sections an extracted answer shows, best first")
+    judge_tokens: int = Field(
+        150,
+        gt=0,
+        description="extract mode: tokens of the best section the coverage check reads (generate: the prompt's)",
+    )
     decline_below: dict[Literal["en", "ko"], float] = Field(
         default_factory=dict,
         description="per language checked (retrieval.coverage_check): decline when the model's P(yes) that the "
@@ -210,6 +215,18 @@ class MemorySettings(Section):
     window_turns: int = Field(10, gt=0, description="turns of history kept and used")
     socket_timeout_seconds: float = Field(2.0, gt=0, description="longest wait for Redis before going on without it")
     session_id_max_length: int = Field(128, gt=0, description="longest session id accepted")
+
+    @property
+    def redis_location(self) -> str | None:
+        """``redis_url`` without its credentials, for messages and logs."""
+        if not self.redis_url:
+            return None
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.redis_url)
+        if not (parts.username or parts.password):
+            return self.redis_url
+        return urlunsplit(parts._replace(netloc=f"***@{parts.netloc.rsplit('@', 1)[1]}"))
 
 
 class CacheSettings(Section):

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -105,10 +106,19 @@ def judge(
         return {"support": None, "cached_answer": cached, "covered": True}
     translation = f"\n(In English: {turn['variants'][0]})" if turn.get("variants") else ""
     prompt = COVERAGE[options.coverage_question][language].format_messages(
-        question=turn["standalone_question"].strip(), context=format_context(documents), translation=translation
+        question=turn["standalone_question"].strip(), context=_judged_text(documents, options), translation=translation
     )
     score = yes_probability(prompt, config)
     return {"support": score, "cached_answer": None, "covered": score >= options.decline_below.get(language, 0.5)}
+
+
+def _judged_text(documents: list[Document], options: RagOptions) -> str:
+    """What the model reads to judge: the prompt's sections when it will generate (llama.cpp then
+    reuses that evaluated prefix for the answer), else the opening of the best section, which
+    separated answerable questions as well on the dev split at a third of the tokens."""
+    if options.mode == "generate":
+        return format_context(documents)
+    return format_context(fit_context(documents[:1], options.judge_tokens, options.count_tokens))
 
 
 def answer_key(turn: Turn, cache: AnswerCache, options: RagOptions) -> tuple[str, str]:

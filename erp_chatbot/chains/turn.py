@@ -54,7 +54,8 @@ class RagOptions:
     short lead in the question's language.
     ``check_coverage``: languages whose questions are put to the model first (do the sections answer
     it?); ``decline_below``: per language, the P(yes) under which they are declined (chosen on an
-    evaluation's dev split; 0.5 when unset).
+    evaluation's dev split; 0.5 when unset). In extract mode the model judges the first
+    ``judge_tokens`` of the best section; in generate mode, the prompt's sections.
     ``section_of``: every chunk of a chunk's section (``KnowledgeIndex.section``), so answers use
     whole sections; None uses the retrieved chunks as they are.
     """
@@ -70,6 +71,7 @@ class RagOptions:
     decline_below: Mapping[str, float] = field(default_factory=dict)
     passage_chars: int = 1200
     passages: int = 2
+    judge_tokens: int = 150
     section_of: Callable[[Document], list[Document]] | None = None
     chain_id: str = ""
     index_version: Callable[[], str] = _no_version

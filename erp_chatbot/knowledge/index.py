@@ -375,6 +375,8 @@ def save(
     """Write a new generation (FAISS, BM25, manifest) and switch ``current`` to it in one atomic rename."""
     generations = index_dir / "generations"
     generations.mkdir(parents=True, exist_ok=True)
+    for folder in (index_dir, generations):
+        folder.chmod(0o700)
     target = generations / f"{time.time_ns()}"
     staging = generations / f".{target.name}.tmp"
     store.save_local(str(staging))
@@ -382,6 +384,7 @@ def save(
     manifest.checksums = {name: sha256_file(staging / name) for name in _index_files(staging)}
     manifest.signature = manifest.signed(signing_key) if signing_key else ""
     (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    _owner_only(staging)
     _fsync_dir(staging)
     staging.rename(target)
     link = index_dir / f".current.{os.getpid()}.tmp"
@@ -391,6 +394,12 @@ def save(
     _fsync_dir(index_dir, files=False)
     _prune(generations, keep=2)
     return target
+
+
+def _owner_only(folder: Path) -> None:
+    """Files 0600 and folders 0700: an index holds the text of restricted documents."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _index_files(folder: Path) -> list[str]:

@@ -59,14 +59,21 @@ class HistoryUnavailable(RuntimeError):
     """The history store cannot be reached (e.g. Redis is down); ownership cannot be checked."""
 
 
+# KEYS: the owner key, the history key; ARGV: the caller, the TTL. A session is claimed only when
+# it has no owner and no history: a history whose owner key is gone belongs to nobody new. The
+# owner's claim refreshes both keys, so they expire together.
 _CLAIM = """
 local owner = redis.call('GET', KEYS[1])
 if not owner then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return 0
+  end
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   return 1
 end
 if owner == ARGV[1] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
   return 1
 end
 return 0
@@ -74,7 +81,8 @@ return 0
 
 
 class RedisChatHistory:
-    """Turns in Redis under ``<key_prefix><session_id>``; reads and writes refresh the TTL.
+    """Turns in Redis under ``<key_prefix><session_id>``, its owner under ``<owner_prefix><session_id>``;
+    every read, write and claim refreshes both TTLs in one transaction, so they expire together.
 
     Redis faults never fail a turn: while Redis is unreachable, reads return no history and
     writes are skipped, with one warning when it goes and one note when it is back (redis-py
@@ -108,6 +116,7 @@ class RedisChatHistory:
         pipe = self.client.pipeline(transaction=True)
         pipe.lrange(key, 0, 2 * self.settings.window_turns - 1)
         pipe.expire(key, self.settings.ttl_seconds)
+        pipe.expire(self.owner_key(session_id), self.settings.ttl_seconds)
         result = self._run(pipe.execute, "read the history")
         if result is None:
             return []
@@ -121,6 +130,7 @@ class RedisChatHistory:
         pipe.lpush(key, *[json.dumps(message_to_dict(m), ensure_ascii=False) for m in turn])
         pipe.ltrim(key, 0, 2 * self.settings.window_turns - 1)
         pipe.expire(key, self.settings.ttl_seconds)
+        pipe.expire(self.owner_key(session_id), self.settings.ttl_seconds)
         self._run(pipe.execute, "store the turn")
 
     def clear(self, session_id: str) -> None:
@@ -131,9 +141,10 @@ class RedisChatHistory:
         import redis
 
         try:
-            return bool(self._claim(keys=[self.owner_key(session_id)], args=[owner, self.settings.ttl_seconds]))
+            keys = [self.owner_key(session_id), self.key(session_id)]
+            return bool(self._claim(keys=keys, args=[owner, self.settings.ttl_seconds]))
         except redis.RedisError as error:
-            raise HistoryUnavailable(f"Redis at {self.settings.redis_url} is not answering ({error})") from error
+            raise HistoryUnavailable(f"Redis at {self.settings.redis_location} is not answering ({error})") from error
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -173,7 +184,7 @@ class InMemoryChatHistory:
             entry = self._sessions.get(session_id)
             if entry is None:
                 return []
-            self._sessions[session_id] = (time.monotonic(), entry[1])
+            self._touch(session_id, entry[1])
             return list(entry[1])
 
     def add_turn(self, session_id: str, question: str, answer: str) -> None:
@@ -182,7 +193,7 @@ class InMemoryChatHistory:
             self._expire()
             _, turns = self._sessions.get(session_id, (0.0, deque(maxlen=2 * self.settings.window_turns)))
             turns.extend([HumanMessage(content=question), AIMessage(content=answer)])
-            self._sessions[session_id] = (time.monotonic(), turns)
+            self._touch(session_id, turns)
 
     def clear(self, session_id: str) -> None:
         with self._lock:
@@ -194,10 +205,19 @@ class InMemoryChatHistory:
             now = time.monotonic()
             self._expire()
             current = self._owners.get(session_id)
-            if current and current[0] != owner:
+            if (current and current[0] != owner) or (not current and session_id in self._sessions):
                 return False
             self._owners[session_id] = (owner, now)
+            if session_id in self._sessions:
+                self._sessions[session_id] = (now, self._sessions[session_id][1])
             return True
+
+    def _touch(self, session_id: str, turns: deque[BaseMessage]) -> None:
+        """The session was used now: its history and its owner live on together."""
+        now = time.monotonic()
+        self._sessions[session_id] = (now, turns)
+        if session_id in self._owners:
+            self._owners[session_id] = (self._owners[session_id][0], now)
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self.settings.ttl_seconds

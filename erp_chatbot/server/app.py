@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
+from erp_chatbot.server.access_log import redact_access_log
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
 from erp_chatbot.server.cached_turns import ServeCachedTurns
 from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline
@@ -76,6 +77,7 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             "Create keys with 'erp-chatbot keys add --user NAME --roles ROLE' and set access.api_keys_file"
         )
     tune_malloc(settings.server.malloc_arenas, settings.server.malloc_mmap_threshold_mb)
+    redact_access_log()
     chatbot = chatbot or ERPChatbot.from_settings(settings)
     workers = settings.batching.batch_size * settings.batching.max_concurrency + 8
 
@@ -117,12 +119,26 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             raise HTTPException(status_code=403, detail="this session belongs to another user; start a new session")
         return {**config, "configurable": {"session_id": session_id, "roles": list(identity.roles)}}
 
+    question = chatbot.as_runnable().input_schema
+
+    async def bind_langserve_caller(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        """``bind_caller`` once the input is known to be valid: LangServe asks for the config before it
+        validates the input, and a refused request must claim no session (422 with nothing written)."""
+        body = await request.json()
+        inputs = body.get("inputs") if request.url.path.endswith("/batch") else [body.get("input")]
+        try:
+            for value in inputs if isinstance(inputs, list) else [inputs]:
+                question.model_validate(value)
+        except ValidationError as error:
+            raise HTTPException(422, detail=error.errors(include_url=False, include_context=False)) from error
+        return await bind_caller(config, request)
+
     add_routes(
         app,
         chatbot.as_runnable(),
         path=settings.server.path,
         config_keys=["configurable"],
-        per_req_config_modifier=bind_caller,
+        per_req_config_modifier=bind_langserve_caller,
         enabled_endpoints=[
             "invoke",
             "batch",
@@ -155,11 +171,12 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
         chatbot.metrics.record_feedback(body.vote == "up")
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        """``degraded`` while Redis is unreachable: answers go on without history and cache."""
+    def health(request: Request) -> dict[str, Any]:
+        """``degraded`` while Redis is unreachable: answers go on without history and cache. Without
+        a key, only the status (a liveness probe); the model, index and cache details need one."""
         state = chatbot.health()
-        state["status"] = "ok" if state["memory"]["ok"] else "degraded"
-        return state
+        status = "ok" if state["memory"]["ok"] else "degraded"
+        return {"status": status} if request.state.identity is None else {**state, "status": status}
 
     @app.exception_handler(HTTPException)
     async def documented_422(request: Request, error: HTTPException) -> Response:

@@ -3,8 +3,9 @@
 - ``Authenticate``: with a keys file every request needs a valid key (401 otherwise); without one,
   only loopback callers are served, as the anonymous identity. The identity lands in
   ``request.state.identity``.
-- ``CheckBody``: bodies over the size limit get 413; POST bodies that are not UTF-8 JSON get 400,
-  before any route (LangServe's included) parses them.
+- ``CheckBody``: bodies over the size limit get 413; POST bodies that are not strict UTF-8 JSON
+  (``_json_problem``), whatever their content type, get 400 before any route (LangServe's
+  included) parses them.
 - ``Deadline``: a request that has not started its response within the timeout gets 504.
 """
 
@@ -97,7 +98,7 @@ class CheckBody:
                 return await send_error(send, 413, f"request body is over the {self.max_bytes}-byte limit")
             if not message.get("more_body"):
                 break
-        problem = _json_problem(body) if "json" in (_header(scope, b"content-type") or "json") else None
+        problem = _json_problem(body) if body.strip() else None  # every route reads a body as JSON
         if problem:
             return await send_error(send, 400, problem)
         await self.app(scope, replaying(body, receive), send)
@@ -117,16 +118,60 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+MAX_JSON_DEPTH = 64  # deeper bodies are refused before parsing: Python's parser recurses per level
+
+
 def _json_problem(body: bytes) -> str | None:
+    """Why ``body`` is not strict JSON that every route can read, or None.
+
+    Strict: UTF-8, nested at most ``MAX_JSON_DEPTH`` deep, no ``NaN``/``Infinity``, no integer
+    Python refuses to read (over 4300 digits), no lone surrogate in a string."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         return f"request body is not valid UTF-8 (byte {error.start}); send UTF-8 JSON"
+    if _depth(text) > MAX_JSON_DEPTH:
+        return f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
     try:
-        json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         return f"request body is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    except ValueError as error:  # NaN and Infinity (_refuse_constant), integers over 4300 digits
+        return f"request body is not valid JSON ({error})"
+    if _has_lone_surrogate(value):
+        return "request body holds a lone surrogate (such as \\ud800) in a string; send valid Unicode"
     return None
+
+
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest, strings skipped."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (not escaped and char == "\\"), in_string and (escaped or char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 class Deadline:

@@ -27,11 +27,20 @@ MODEL_ID = "erp-chatbot"
 Bind = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
 
 
+class ContentPart(BaseModel):
+    """A part of a message's content; only ``text`` parts are read, and their text must be text."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -78,7 +87,7 @@ def _question(messages: list[ChatMessage], max_chars: int) -> str:
     text = (
         content
         if isinstance(content, str)
-        else " ".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+        else " ".join(part.text or "" for part in content or [] if part.type == "text")
     )
     try:
         return check_question(text, max_chars)

@@ -221,3 +221,50 @@ def test_an_index_without_access_labels_must_be_rebuilt(tmp_path, access_index_d
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(index_store.KnowledgeIndexError, match="rebuild it with: erp-chatbot ingest"):
         index_store.load(copy, embeddings)
+
+
+@pytest.mark.parametrize("endpoint", ["invoke", "stream", "stream_log", "batch"])
+def test_a_refused_request_writes_nothing_and_claims_no_session(keyed_server, redis_client, endpoint):
+    # #31: a 422 still wrote session-owner:<id>, so any key holder could lock others out of chosen
+    # session ids, and 403-versus-422 told whether an id was in use.
+    url, users = keyed_server
+    session = f"refused-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {users['bob']}"}
+    config = {"configurable": {"session_id": session}}
+    bad = {"question": ""}
+    payload = {"inputs": [bad], "config": config} if endpoint == "batch" else {"input": bad, "config": config}
+    refused = httpx.post(f"{url}/erp/{endpoint}", json=payload, headers=headers, timeout=30)
+    assert refused.status_code == 422, refused.text
+    assert not redis_client.exists(f"session-owner:{session}", f"context:{session}")
+    assert ask(url, users["alice"], session).status_code == 200  # the id is still free for anyone
+    redis_client.delete(f"context:{session}", f"session-owner:{session}")
+
+
+def test_keys_in_a_query_string_are_refused_and_never_logged(keyed_server, tmp_path, tiny_lm_dir, e5_dir):
+    # #31: a key sent as ?api_key=... was refused, but uvicorn's access log wrote it in full.
+    import logging
+
+    url, users = keyed_server
+    assert httpx.get(f"{url}/erp/input_schema?api_key={users['alice']}").status_code == 401
+    access = logging.getLogger("uvicorn.access")
+    record = access.makeRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/erp/input_schema?x=1&api_key={users['alice']}&token=t0k", "1.1", 401),
+        None,
+    )
+    assert all(f.filter(record) for f in access.filters)
+    line = record.getMessage()
+    assert users["alice"] not in line and "t0k" not in line
+    assert "/erp/input_schema?x=1&api_key=***&token=***" in line
+
+
+def test_health_without_a_key_says_only_whether_the_server_lives(keyed_server):
+    # #31: /health without a key showed model and index paths and cache counts.
+    url, users = keyed_server
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    detailed = httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {users['bob']}"}).json()
+    assert detailed["status"] == "ok" and detailed["index"]["chunks"] > 0 and "path" in detailed["index"]

@@ -193,3 +193,18 @@ def test_sigkill_during_ingestion_leaves_the_previous_index_serving(tmp_path, e5
     assert after.manifest == before and after.store.index.ntotal == before.chunk_count
     report = ingest_folder(docs, index_dir, embeddings)  # the next run finishes the job
     assert sorted(report.added) == sorted(p.relative_to(docs).as_posix() for p in (docs / "purchasing").iterdir())
+
+
+def test_the_redis_password_never_reaches_a_log_or_an_error(tmp_path, caplog):
+    # #31: with Redis down, every request logged the full memory.redis_url, password included.
+    from erp_chatbot.memory.history import HistoryUnavailable, RedisChatHistory
+    from erp_chatbot.settings import MemorySettings
+
+    settings = MemorySettings(redis_url="redis://:hunter2-secret@127.0.0.1:1/0", socket_timeout_seconds=0.2)
+    history = RedisChatHistory(settings)
+    with pytest.raises(HistoryUnavailable) as refused:
+        history.claim("s1", "alice")
+    history.messages("s1")  # logged: answering without history
+    assert "hunter2" not in str(refused.value) and "127.0.0.1:1" in str(refused.value)
+    assert "hunter2" not in caplog.text and "Redis is unavailable" in caplog.text
+    assert settings.redis_location == "redis://***@127.0.0.1:1/0"

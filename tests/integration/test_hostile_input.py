@@ -19,7 +19,7 @@ PREFIX = f"test-hostile-{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir, redis_client):
+def bot(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir, redis_client):
     settings = tiny_settings(
         tmp_path_factory.mktemp("home"),
         tiny_lm_dir,
@@ -28,10 +28,23 @@ def base_url(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir, redis_clie
         memory={"key_prefix": PREFIX, "owner_prefix": f"{PREFIX}owner:"},
         server={"max_question_chars": 100, "max_body_bytes": 4096},
     )
-    with running_server(create_app(ERPChatbot.from_settings(settings))) as url:
-        yield url
+    yield ERPChatbot.from_settings(settings)
     for key in redis_client.scan_iter(f"{PREFIX}*"):
         redis_client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def base_url(bot):
+    with running_server(create_app(bot)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def roomy_url(bot):
+    """The same app with the default body limit, for bodies larger than 4 KB."""
+    server = bot.settings.server.model_copy(update={"max_body_bytes": 256 * 1024})
+    with running_server(create_app(bot, bot.settings.model_copy(update={"server": server}))) as url:
+        yield url
 
 
 def payload(question: object, session_id: str) -> dict:
@@ -109,3 +122,40 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(base_url):
 
         fuzz()
     assert len(cases) > 50 and any(c.startswith("POST /erp/invoke") for c in cases)
+
+
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+@pytest.mark.parametrize("path", ["/health", "/docs", "/openapi.json", "/nowhere", "/erp/invoke", "/feedback"])
+def test_a_deeply_nested_body_gets_400_anywhere(roomy_url, path):
+    # #31: Python's JSON parser ran out of stack on it: 500 with a 40-line traceback, even without a key.
+    response = httpx.post(f"{roomy_url}{path}", content=DEEP, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "nested" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/erp/stream", "/erp/batch"])
+def test_a_deeply_nested_body_sent_as_plain_text_gets_400_too(roomy_url, path):
+    response = httpx.post(f"{roomy_url}{path}", content=DEEP, headers={"content-type": "text/plain"})
+    assert response.status_code == 400 and "nested" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("raw_question", "reason"),
+    [(b"NaN", "NaN"), (b'"\\ud800"', "surrogate"), (b"1" * 5000, "digits")],
+    ids=["nan", "lone-surrogate", "5000-digits"],
+)
+@pytest.mark.parametrize("path", ["/erp/invoke", "/feedback"])
+def test_json_that_python_reads_but_is_not_json_gets_400(roomy_url, raw_question, reason, path):
+    if path == "/feedback":
+        body = b'{"run_id": ' + raw_question + b', "vote": "up"}'
+    else:
+        body = b'{"input": {"question": ' + raw_question + b'}, "config": {"configurable": {"session_id": "n1"}}}'
+    response = httpx.post(f"{roomy_url}{path}", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and reason in response.json()["detail"], response.text
+
+
+def test_an_openai_text_part_that_is_not_text_gets_422(base_url):
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}
+    response = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 422, response.text

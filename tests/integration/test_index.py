@@ -399,3 +399,13 @@ def test_a_reranker_reorders_the_fused_candidates(sample_index, embeddings, tiny
     assert [d.metadata["rerank"] for d in reranked] == pytest.approx([score for score, _ in best])
     with pytest.raises(FileNotFoundError, match="reranker_path"):
         CrossEncoderReranker(sample_index.path)
+
+
+def test_index_files_are_readable_by_their_owner_only(tmp_path, embeddings):
+    # #31: index files hold restricted text (finance-only pages) but were written 0644.
+    from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder
+
+    ingest_folder(SAMPLE_KNOWLEDGE / "hr", tmp_path / "index", embeddings)
+    written = [p for p in (tmp_path / "index").rglob("*") if not p.is_symlink()]
+    assert any(p.name == "index.pkl" for p in written)
+    assert {oct(p.stat().st_mode & 0o077) for p in written} == {"0o0"}

@@ -133,8 +133,8 @@ def test_korean_question_gets_a_grounded_korean_answer_with_the_menu_path(llama_
     assert any(path in answer.text for path in STOCK_MOVES_MENU), answer.text
     assert answer.language == "ko" and sum("\uac00" <= c <= "\ud7a3" for c in answer.text) > 10
     assert answer.covered, answer
-    # The 0.5B sometimes quotes a file name as a menu: then the grounding note must say so.
-    assert answer.grounded or (answer.unsupported and "⚠" in answer.text), answer
+    # The 0.5B sometimes quotes a file name as a menu: then the documents' own words replace that line.
+    assert answer.unsupported == [] and (answer.grounded or answer.removed), answer
     assert 0 < answer.timings["first_token"] < answer.timings["total"]
 
 

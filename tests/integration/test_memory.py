@@ -75,3 +75,42 @@ def test_in_process_history_has_the_same_contract():
 def test_without_redis_url_history_is_in_process_and_says_so(caplog):
     assert isinstance(build_history(MemorySettings(redis_url=None)), InMemoryChatHistory)
     assert "in this process only" in caplog.text
+
+
+@pytest.mark.parametrize("step", ["read", "write"])
+def test_owner_and_history_expire_together(redis_client, session_id, step):
+    # #31: the owner key's TTL was refreshed when a request started and the history's when it
+    # ended, so after a long request the owner key expired first and another user could claim
+    # the session and read its history.
+    history = redis_history(ttl_seconds=15)
+    assert history.claim(session_id, "alice")
+    history.add_turn(session_id, "q", "a")
+    redis_client.expire(f"session-owner:{session_id}", 2)  # as if the request had taken 13 s
+    history.messages(session_id) if step == "read" else history.add_turn(session_id, "q2", "a2")
+    owner_ttl = redis_client.pttl(f"session-owner:{session_id}")
+    history_ttl = redis_client.pttl(f"context:{session_id}")
+    assert abs(owner_ttl - history_ttl) < 50 and owner_ttl > 14_000
+    redis_client.delete(f"session-owner:{session_id}")
+
+
+def test_a_session_whose_history_exists_is_never_claimed_by_someone_else(redis_client, session_id):
+    history = redis_history(ttl_seconds=15)
+    assert history.claim(session_id, "alice")
+    history.add_turn(session_id, "secret question", "secret answer")
+    redis_client.delete(f"session-owner:{session_id}")  # the owner key gone, the history not
+    assert not history.claim(session_id, "mallory")
+    assert not redis_client.exists(f"session-owner:{session_id}")
+    redis_client.delete(f"context:{session_id}")
+    assert history.claim(session_id, "mallory")  # a session with no history is free again
+    redis_client.delete(f"session-owner:{session_id}")
+
+
+def test_in_process_owner_and_history_expire_together(monkeypatch):
+    history = InMemoryChatHistory(MemorySettings(redis_url=None, ttl_seconds=15))
+    clock = [1000.0]
+    monkeypatch.setattr("erp_chatbot.memory.history.time.monotonic", lambda: clock[0])
+    assert history.claim("s1", "alice")
+    clock[0] += 13  # a long request
+    history.add_turn("s1", "q", "a")
+    clock[0] += 5  # the claim is 18 s old, the turn 5 s
+    assert not history.claim("s1", "mallory") and history.claim("s1", "alice")

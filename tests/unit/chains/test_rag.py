@@ -134,6 +134,15 @@ def test_a_p_yes_at_the_threshold_answers_and_unchecked_languages_are_never_aske
     assert ask(built, "Who gives purchase order approval?")["answer"] == reply
     built, _, _ = chain(mode="extract", yes=judge, check_coverage=("en",))
     assert ask(built, "구매 주문 승인은 누가 하나요?")["support"] is None and len(judge.asked) == 1
+    assert "Request for quotation" in judge.asked[0]  # generating: the judge reads the prompt's sections
+
+
+def test_extracting_the_judge_reads_the_opening_of_the_best_section_only():
+    judge = Judge(0.9)
+    built, _, _ = chain(mode="extract", yes=judge, check_coverage=("en",), judge_tokens=14)
+    assert ask(built, "Who approves purchase orders?")["support"] == 0.9
+    assert "Orders above 20,000,000" in judge.asked[0] and "Request for quotation" not in judge.asked[0]
+    assert "Request Approval" not in judge.asked[0]  # cut after about 14 words
 
 
 def test_a_follow_up_is_condensed_into_one_question_for_retrieval():
