@@ -294,6 +294,13 @@ class ServerSettings(Section):
     path: str = Field("/erp", description="path of the chain (LangServe)")
     max_question_chars: int = Field(2000, gt=0, description="longer questions are refused with 422")
     max_body_bytes: int = Field(256 * 1024, gt=0, description="larger request bodies are refused with 413")
+    max_batch_inputs: int = Field(16, gt=0, description="questions one <path>/batch request may hold (422 beyond)")
+    rate_limit_per_minute: int | None = Field(
+        600,
+        gt=0,
+        description="requests one caller (API key user) may make per minute, counted in Redis for all replicas "
+        "(429 with Retry-After beyond); unset = no limit",
+    )
     request_timeout_seconds: float = Field(
         300.0, gt=0, description="a request that has not started its response by then gets 504"
     )

@@ -140,6 +140,7 @@ def tiny_settings(tmp_path: Path, tiny_lm_dir: Path, e5_dir: Path, index_dir: Pa
         "knowledge": {"index_dir": index_dir},
         "memory": {"redis_url": REDIS_URL},
         "cache": {"enabled": False},  # tests of the cache turn it on with their own prefix
+        "server": {"rate_limit_per_minute": None},  # tests of the limit set their own
     }
     for key, value in overrides.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

@@ -29,7 +29,8 @@ from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, val
 from erp_chatbot.server.access_log import redact_access_log
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
 from erp_chatbot.server.cached_turns import ServeCachedTurns
-from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline
+from erp_chatbot.server.feedback import FeedbackGrants, FeedbackUnavailable
+from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline, RateLimit
 from erp_chatbot.server.openai_compat import add_openai_routes
 from erp_chatbot.settings import Settings
 
@@ -119,6 +120,14 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
             raise HTTPException(status_code=403, detail="this session belongs to another user; start a new session")
         return {**config, "configurable": {"session_id": session_id, "roles": list(identity.roles)}}
 
+    grants = FeedbackGrants(settings.memory)
+
+    def with_run_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        """The run id the answer reports, which its caller (only) may then vote on once."""
+        run_id = str(uuid.uuid4())
+        grants.grant(run_id, request.state.identity.user)
+        return {**config, "run_id": run_id}
+
     question = chatbot.as_runnable().input_schema
 
     async def bind_langserve_caller(config: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -126,12 +135,19 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
         validates the input, and a refused request must claim no session (422 with nothing written)."""
         body = await request.json()
         inputs = body.get("inputs") if request.url.path.endswith("/batch") else [body.get("input")]
+        if isinstance(inputs, list) and len(inputs) > settings.server.max_batch_inputs:
+            limit = settings.server.max_batch_inputs
+            detail = [
+                {"loc": ["body", "inputs"], "msg": f"a batch holds at most {limit} questions", "type": "value_error"}
+            ]
+            raise HTTPException(422, detail=detail)
         try:
             for value in inputs if isinstance(inputs, list) else [inputs]:
                 question.model_validate(value)
         except ValidationError as error:
             raise HTTPException(422, detail=error.errors(include_url=False, include_context=False)) from error
-        return await bind_caller(config, request)
+        bound = await bind_caller(config, request)
+        return bound if request.url.path.endswith("/batch") else with_run_id(bound, request)
 
     add_routes(
         app,
@@ -166,8 +182,15 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
         return Response(generate_latest(chatbot.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/feedback", status_code=204)
-    def feedback(body: Feedback) -> None:
-        """Thumbs up or down on an answer (its run_id, as /erp/invoke returns in metadata)."""
+    def feedback(body: Feedback, request: Request) -> None:
+        """Thumbs up or down on an answer you received (its run_id, as /erp/invoke returns in
+        metadata), once; answers of a batch cannot be voted on."""
+        try:
+            allowed = grants.take(body.run_id, request.state.identity.user)
+        except FeedbackUnavailable as error:
+            raise HTTPException(503, detail=f"feedback cannot be checked now: {error}") from error
+        if not allowed:
+            raise HTTPException(404, detail="no answer with this run_id was given to you, or it already has a vote")
         chatbot.metrics.record_feedback(body.vote == "up")
 
     @app.get("/health")
@@ -195,11 +218,13 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     def root() -> RedirectResponse:
         return RedirectResponse(f"{settings.server.path}/playground/")
 
-    # Added last = runs first: the deadline covers everything, then identity, then the body, then
-    # cached first turns are answered before LangServe.
+    # Added last = runs first: the deadline covers everything, then identity, then the caller's
+    # rate, then the body, then cached first turns are answered before LangServe.
     if settings.server.cached_first_turns:
-        app.add_middleware(ServeCachedTurns, chatbot=chatbot, path=settings.server.path)
+        app.add_middleware(ServeCachedTurns, chatbot=chatbot, path=settings.server.path, grants=grants)
     app.add_middleware(CheckBody, max_bytes=settings.server.max_body_bytes)
+    if settings.server.rate_limit_per_minute:
+        app.add_middleware(RateLimit, per_minute=settings.server.rate_limit_per_minute, memory=settings.memory)
     anonymous = Identity("anonymous", tuple(settings.access.default_roles))
     app.add_middleware(Authenticate, keys=keys, anonymous=anonymous)
     app.add_middleware(Deadline, seconds=settings.server.request_timeout_seconds)

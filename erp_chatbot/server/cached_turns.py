@@ -22,14 +22,15 @@ from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.memory.history import HistoryUnavailable, InvalidSessionId, validate_session_id
 from erp_chatbot.schemas import InvalidQuestion, check_question
 from erp_chatbot.server.auth import Identity
+from erp_chatbot.server.feedback import FeedbackGrants
 from erp_chatbot.server.guards import ASGIApp, Receive, Scope, Send, replaying
 
 logger = logging.getLogger(__name__)
 
 
 class ServeCachedTurns:
-    def __init__(self, app: ASGIApp, chatbot: ERPChatbot, path: str) -> None:
-        self.app, self.chatbot, self.invoke_path = app, chatbot, f"{path}/invoke"
+    def __init__(self, app: ASGIApp, chatbot: ERPChatbot, path: str, grants: FeedbackGrants) -> None:
+        self.app, self.chatbot, self.invoke_path, self.grants = app, chatbot, f"{path}/invoke", grants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.invoke_path:
@@ -42,9 +43,10 @@ class ServeCachedTurns:
             output = await run_in_threadpool(self._cached, *request, identity)
         if output is None:
             return await self.app(scope, receive, send)
+        run_id = str(uuid.uuid4())
+        self.grants.grant(run_id, identity.user)
         payload = json.dumps(
-            {"output": output, "metadata": {"run_id": str(uuid.uuid4()), "feedback_tokens": []}},
-            ensure_ascii=False,
+            {"output": output, "metadata": {"run_id": run_id, "feedback_tokens": []}}, ensure_ascii=False
         ).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

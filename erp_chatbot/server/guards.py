@@ -6,6 +6,8 @@
 - ``CheckBody``: bodies over the size limit get 413; POST bodies that are not strict UTF-8 JSON
   (``_json_problem``), whatever their content type, get 400 before any route (LangServe's
   included) parses them.
+- ``RateLimit``: each caller gets so many requests a minute (counted in Redis, so for all
+  replicas together); beyond, 429 with ``Retry-After``.
 - ``Deadline``: a request that has not started its response within the timeout gets 504.
 """
 
@@ -14,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback, key_from_headers
+from erp_chatbot.settings import MemorySettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -172,6 +176,55 @@ def _has_lone_surrogate(value: object) -> bool:
     if isinstance(value, list):
         return any(_has_lone_surrogate(item) for item in value)
     return False
+
+
+class RateLimit:
+    """A fixed one-minute window per caller, ``<prefix><user>:<minute>`` in Redis (in this process
+    without Redis). While Redis is unreachable requests are not limited: answering beats refusing."""
+
+    def __init__(self, app: ASGIApp, per_minute: int, memory: MemorySettings, prefix: str = "erp:rate:") -> None:
+        self.app, self.per_minute, self.prefix = app, per_minute, prefix
+        self._client = None
+        if memory.redis_url:
+            import redis
+
+            timeout = memory.socket_timeout_seconds
+            self._client = redis.Redis.from_url(
+                memory.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        self._local: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        identity = scope.get("state", {}).get("identity") if scope["type"] == "http" else None
+        if identity is None:  # open paths and other protocols
+            return await self.app(scope, receive, send)
+        now = time.time()
+        window = int(now // 60)
+        if await self._count(f"{self.prefix}{identity.user}:{window}") > self.per_minute:
+            retry = str(max(1, int((window + 1) * 60 - now)))
+            return await send_error(
+                send,
+                429,
+                f"over {self.per_minute} requests a minute for this key; retry in {retry} s",
+                [(b"retry-after", retry.encode())],
+            )
+        await self.app(scope, receive, send)
+
+    async def _count(self, key: str) -> int:
+        if self._client is None:
+            self._local = {k: v for k, v in self._local.items() if k.rsplit(":", 1)[1] >= key.rsplit(":", 1)[1]}
+            self._local[key] = self._local.get(key, 0) + 1
+            return self._local[key]
+        import redis
+
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await asyncio.to_thread(pipe.execute)
+            return int(count)
+        except redis.RedisError:
+            return 0
 
 
 class Deadline:

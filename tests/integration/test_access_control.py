@@ -268,3 +268,53 @@ def test_health_without_a_key_says_only_whether_the_server_lives(keyed_server):
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     detailed = httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {users['bob']}"}).json()
     assert detailed["status"] == "ok" and detailed["index"]["chunks"] > 0 and "path" in detailed["index"]
+
+
+def test_feedback_on_another_users_answer_is_refused(keyed_server):
+    url, users = keyed_server
+    answered = ask(url, users["alice"], f"f-{uuid.uuid4().hex}")
+    run_id = answered.json()["metadata"]["run_id"]
+    vote = {"run_id": run_id, "vote": "down"}
+    assert (
+        httpx.post(f"{url}/feedback", json=vote, headers={"Authorization": f"Bearer {users['bob']}"}).status_code == 404
+    )
+    assert (
+        httpx.post(f"{url}/feedback", json=vote, headers={"Authorization": f"Bearer {users['alice']}"}).status_code
+        == 204
+    )
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory, tiny_lm_dir, e5_dir, access_index_dir):
+    home = tmp_path_factory.mktemp("limited")
+    keys = APIKeys(home / "keys.yaml")
+    run = uuid.uuid4().hex[:8]  # the counts live in Redis for a minute: a rerun must not share them
+    users = {"carol": keys.add(f"carol-{run}", ["sales"]), "dave": keys.add(f"dave-{run}", ["sales"])}
+    settings = tiny_settings(
+        home,
+        tiny_lm_dir,
+        e5_dir,
+        access_index_dir,
+        access={"api_keys_file": home / "keys.yaml"},
+        server={"rate_limit_per_minute": 3, "max_batch_inputs": 2},
+    )
+    with running_server(create_app(ERPChatbot.from_settings(settings))) as url:
+        yield url, users
+
+
+def test_a_batch_over_the_limit_is_refused(limited_server):
+    # #31: one /erp/batch with 100 inputs was accepted: 2,500 generations fit under the body limit.
+    url, users = limited_server
+    body = {"inputs": [{"question": "How do I quote?"}] * 3, "config": {"configurable": {"session_id": "b-1"}}}
+    refused = httpx.post(f"{url}/erp/batch", json=body, headers={"Authorization": f"Bearer {users['dave']}"})
+    assert refused.status_code == 422 and "at most 2" in refused.text
+
+
+def test_each_key_gets_so_many_requests_a_minute(limited_server):
+    url, users = limited_server
+    carol = {"Authorization": f"Bearer {users['carol']}"}
+    statuses = [httpx.get(f"{url}/erp/input_schema", headers=carol).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = httpx.get(f"{url}/erp/input_schema", headers=carol)
+    assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 60
+    assert httpx.get(f"{url}/health").status_code == 200  # probes are not counted

@@ -1,5 +1,6 @@
 """/metrics scraped over HTTP after real requests; feedback; NVML gauges (NVML faked: no GPU here)."""
 
+import uuid
 from types import SimpleNamespace
 
 import httpx
@@ -58,13 +59,25 @@ def test_errors_are_counted(base_url, session_id):  # noqa: F811
     assert value(scrape(base_url), "erp_errors_total") == before + 1
 
 
-def test_feedback_sets_accuracy(base_url):  # noqa: F811
-    for vote in ("up", "up", "down", "up"):
-        assert httpx.post(f"{base_url}/feedback", json={"run_id": "r1", "vote": vote}).status_code == 204
+def test_feedback_counts_once_per_answer_its_caller_received(base_url, session_id):  # noqa: F811
+    # #31: any key holder could vote without limit with a made-up run_id (20 votes moved
+    # erp_accuracy{source="feedback"} from 1.0 to 0.23).
+    before = scrape(base_url)
+    made_up = httpx.post(f"{base_url}/feedback", json={"run_id": str(uuid.uuid4()), "vote": "down"})
+    assert made_up.status_code == 404 and "run_id" in made_up.json()["detail"]
+    questions = ("How do I request leave?", "How do I count stock?", "How do I submit an expense?")
+    runs = [
+        httpx.post(f"{base_url}/erp/invoke", json=body(q, session_id), timeout=60).json()["metadata"]["run_id"]
+        for q in questions
+    ]
+    for run_id, vote in zip(runs, ("up", "up", "down"), strict=True):
+        assert httpx.post(f"{base_url}/feedback", json={"run_id": run_id, "vote": vote}).status_code == 204
+    assert httpx.post(f"{base_url}/feedback", json={"run_id": runs[2], "vote": "down"}).status_code == 404  # once
     samples = scrape(base_url)
-    assert value(samples, "erp_feedback_total", vote="up") >= 3
+    assert value(samples, "erp_feedback_total", vote="up") - value(before, "erp_feedback_total", vote="up") == 2
+    assert value(samples, "erp_feedback_total", vote="down") - value(before, "erp_feedback_total", vote="down") == 1
     assert 0 < value(samples, "erp_accuracy", source="feedback") < 1
-    assert httpx.post(f"{base_url}/feedback", json={"run_id": "r1", "vote": "maybe"}).status_code == 422
+    assert httpx.post(f"{base_url}/feedback", json={"run_id": runs[0], "vote": "maybe"}).status_code == 422
 
 
 def test_evaluation_scores_are_exposed():
