@@ -142,6 +142,7 @@ class ERPChatbot:
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ERPChatbot:
         """Build every part from settings (``Settings()`` reads ``ERP_`` variables)."""
         from erp_chatbot.devices import detect_gpus, plan_devices
+        from erp_chatbot.knowledge.signing import signing_key
         from erp_chatbot.models.embeddings import load_embeddings
         from erp_chatbot.models.llm import build_llm, llm_path, model_version
         from erp_chatbot.runtime.cache import build_answer_cache
@@ -149,7 +150,8 @@ class ERPChatbot:
         settings = settings or Settings(**overrides)
         plan = plan_devices(settings, detect_gpus())
         embeddings = load_embeddings(settings, plan.embeddings_device)
-        index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu, settings.knowledge.signing_secret)
+        key = signing_key(settings) if index_store.exists(settings.index_dir) else None  # else: "no index" error
+        index = index_store.load(settings.index_dir, embeddings, plan.faiss_gpu, key)
         model_dir = llm_path(settings)
         llm = build_llm(model_dir, settings.llm, plan.llm, settings.batching)
         version = model_version(model_dir, settings.llm, served=getattr(llm, "model_name", None))

@@ -463,24 +463,11 @@ def _ensure_demo_index(settings: Settings, demo: bool) -> None:
 
 
 def _run_ingest(settings: Settings, folder: Path, index_dir: Path, progress: bool):
-    from erp_chatbot.devices import detect_gpus, plan_devices
-    from erp_chatbot.knowledge.ingest import ingest as run
-    from erp_chatbot.models.embeddings import embeddings_path, load_embeddings
+    from erp_chatbot.knowledge.ingest import ingest_with_settings
 
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder; pass the folder that holds the documents")
-    device = plan_devices(settings, detect_gpus()).embeddings_device
-    return run(
-        folder,
-        index_dir,
-        load_embeddings(settings, device),
-        embedding_model=embeddings_path(settings).name,
-        chunk_size=settings.knowledge.chunk_size,
-        chunk_overlap=settings.knowledge.chunk_overlap,
-        batch_size=settings.embeddings.batch_size,
-        progress=progress,
-        signing_key=settings.knowledge.signing_secret,
-    )
+    return ingest_with_settings(settings, folder, index_dir, progress=progress)
 
 
 def main() -> None:

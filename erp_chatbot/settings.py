@@ -121,7 +121,9 @@ class KnowledgeSettings(Section):
     chunk_size: int = Field(800, gt=50, description="characters per chunk")
     chunk_overlap: int = Field(100, ge=0, description="characters shared by neighbouring chunks")
     signing_key: SecretStr | None = Field(
-        None, description="HMAC key: manifests are signed, and unsigned ones refused before unpickling"
+        None,
+        description="HMAC key signing index manifests (unsigned ones are refused before unpickling); unset = a key "
+        "made by the first ingest in <home>/index-signing.key (0600)",
     )
 
     @property

@@ -21,6 +21,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # The sample page gives this menu path in both UI languages, so an answer may give either.
 STOCK_MOVES_MENU = ("재고 > 보고 > 재고 이동", "Inventory > Reporting > Stock Moves")
 REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SIGNING_KEY = "test-deployment-key"  # test indexes are signed with it, and settings load them with it
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +71,7 @@ def sample_index_dir(tmp_path_factory, embeddings) -> Path:
     return index_dir
 
 
-def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 800, signing_key: str | None = None):
+def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 800, signing_key: str = SIGNING_KEY):
     """Ingest with the default chunking and the demo embedding model's name, quietly."""
     from erp_chatbot.knowledge.ingest import ingest
 
@@ -90,7 +91,7 @@ def ingest_folder(source: Path, index_dir: Path, embeddings, chunk_size: int = 8
 def sample_index(sample_index_dir: Path, embeddings):
     from erp_chatbot.knowledge import index
 
-    return index.load(sample_index_dir, embeddings)
+    return index.load(sample_index_dir, embeddings, signing_key=SIGNING_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +138,7 @@ def tiny_settings(tmp_path: Path, tiny_lm_dir: Path, e5_dir: Path, index_dir: Pa
         "home": tmp_path,
         "llm": {"model_path": tiny_lm_dir, "max_new_tokens": 12, "temperature": 0},
         "embeddings": {"model_path": e5_dir},
-        "knowledge": {"index_dir": index_dir},
+        "knowledge": {"index_dir": index_dir, "signing_key": SIGNING_KEY},
         "memory": {"redis_url": REDIS_URL},
         "cache": {"enabled": False},  # tests of the cache turn it on with their own prefix
         "server": {"rate_limit_per_minute": None},  # tests of the limit set their own

@@ -313,6 +313,10 @@ def read_manifest(index_dir: Path) -> Manifest:
     return Manifest.from_json(path.read_text(encoding="utf-8"))
 
 
+def signed_with(manifest: Manifest, signing_key: str) -> bool:
+    return hmac.compare_digest(manifest.signature, manifest.signed(signing_key))
+
+
 def load(
     index_dir: Path,
     embeddings: Embeddings,
@@ -320,7 +324,8 @@ def load(
     signing_key: str | None = None,
     stale_terms_ok: bool = False,
 ) -> KnowledgeIndex:
-    """Verify the manifest's signature (when a key is set) and the files' checksums, then load.
+    """Verify the manifest's signature (when a key is set: every load from settings sets one,
+    ``knowledge.signing``) and the files' checksums, then load.
 
     ``load_local`` unpickles ``index.pkl``; nothing is unpickled before these checks pass. BM25
     terms from an older analyzer are refused unless ``stale_terms_ok`` (ingestion, which redoes them).
@@ -333,7 +338,7 @@ def load(
             f"the index at {index_dir} has format {manifest.format_version}, this erp-chatbot reads "
             f"{FORMAT_VERSION}; rebuild it with: erp-chatbot ingest <folder>"
         )
-    if signing_key and not hmac.compare_digest(manifest.signature, manifest.signed(signing_key)):
+    if signing_key and not signed_with(manifest, signing_key):
         raise KnowledgeIndexError(
             f"the manifest of {index_dir} is not signed with this deployment's key (knowledge.signing_key); "
             "it was not written by this erp-chatbot. Rebuild it with: erp-chatbot ingest <folder>"

@@ -22,6 +22,7 @@ from erp_chatbot.knowledge.index import FileRecord, Manifest
 from erp_chatbot.knowledge.lexical import ANALYZER
 from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.knowledge.splitting import indexed_text, split_documents
+from erp_chatbot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,29 @@ def ingest(
     return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
 
 
+def ingest_with_settings(
+    settings: Settings, source_dir: Path, index_dir: Path | None = None, progress: bool = False
+) -> IngestReport:
+    """``ingest`` as ``settings`` say: their embedding model and chunking, signed with the
+    deployment's key (``knowledge.signing``; made on first use)."""
+    from erp_chatbot.devices import detect_gpus, plan_devices
+    from erp_chatbot.knowledge.signing import signing_key
+    from erp_chatbot.models.embeddings import embeddings_path, load_embeddings
+
+    device = plan_devices(settings, detect_gpus()).embeddings_device
+    return ingest(
+        source_dir,
+        index_dir or settings.index_dir,
+        load_embeddings(settings, device),
+        embedding_model=embeddings_path(settings).name,
+        chunk_size=settings.knowledge.chunk_size,
+        chunk_overlap=settings.knowledge.chunk_overlap,
+        batch_size=settings.embeddings.batch_size,
+        progress=progress,
+        signing_key=signing_key(settings, create=True),
+    )
+
+
 def embed_in_batches(embeddings: Embeddings, texts: list[str], batch_size: int, progress: bool) -> list[list[float]]:
     from tqdm.auto import tqdm
 
@@ -137,6 +161,9 @@ def _previous(
     )
     if not same:
         logger.warning("embedding model, chunking or index format changed since the last ingest: rebuilding")
+        return None
+    if signing_key and not index_store.signed_with(manifest, signing_key):
+        logger.warning("the index in %s is not signed with this deployment's key: rebuilding it", index_dir)
         return None
     return index_store.load(index_dir, embeddings, signing_key=signing_key, stale_terms_ok=True)
 

@@ -11,7 +11,7 @@ from erp_chatbot import ERPChatbot
 from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.passages import LEAD
 from erp_chatbot.settings import Settings
-from tests.conftest import REDIS_URL, REPO, tiny_settings
+from tests.conftest import REDIS_URL, REPO, SIGNING_KEY, tiny_settings
 from tests.integration.test_chain import LLMCalls, config
 
 SAMPLE_HOWTO = [json.loads(line) for line in (REPO / "bench" / "datasets" / "sample-howto.jsonl").open()]
@@ -65,7 +65,7 @@ def demo_bot(models_dir, sample_index_dir):
     settings = Settings.from_yaml(
         profile,
         home=models_dir.parent,
-        knowledge={"index_dir": sample_index_dir},
+        knowledge={"index_dir": sample_index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": False},
     )

@@ -8,7 +8,7 @@ import pytest
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.models import demo
-from tests.conftest import REDIS_URL, SHARED_DATA, STOCK_MOVES_MENU
+from tests.conftest import REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU
 
 TEXTS = [
     "재고 이동은 어디서 확인하나요?",
@@ -84,7 +84,7 @@ def qwen_bot(tmp_path_factory, sample_index_dir, models_dir):
     settings = Settings(
         home=models_dir.parent,
         llm={"max_new_tokens": 160, "temperature": 0},  # greedy: answers are reproducible
-        knowledge={"index_dir": sample_index_dir},
+        knowledge={"index_dir": sample_index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": False},  # every run must exercise the model
     )

@@ -10,6 +10,7 @@ from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndexError, cosine_from_distance
+from erp_chatbot.knowledge.signing import MissingSigningKey
 from erp_chatbot.knowledge.splitting import indexed_text
 from erp_chatbot.retrievers.erp import ERPRetriever
 from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder
@@ -409,3 +410,55 @@ def test_index_files_are_readable_by_their_owner_only(tmp_path, embeddings):
     written = [p for p in (tmp_path / "index").rglob("*") if not p.is_symlink()]
     assert any(p.name == "index.pkl" for p in written)
     assert {oct(p.stat().st_mode & 0o077) for p in written} == {"0o0"}
+
+
+class _Payload:
+    """Unpickling this creates a marker file: what a rewritten index.pkl could do instead."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_by_default_an_index_rewritten_with_fresh_checksums_is_refused_unread(tmp_path, tiny_lm_dir, e5_dir):
+    # #31: without knowledge.signing_key, a rewritten index.pkl with its checksum recomputed in
+    # manifest.json ran code when loaded.
+    import json
+    import pickle
+
+    from erp_chatbot import ERPChatbot
+    from erp_chatbot.knowledge.ingest import ingest_with_settings
+    from tests.conftest import tiny_settings
+
+    settings = tiny_settings(tmp_path, tiny_lm_dir, e5_dir, tmp_path / "index", knowledge={"signing_key": None})
+    ingest_with_settings(settings, SAMPLE_KNOWLEDGE / "hr")
+    key_file = tmp_path / "index-signing.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and len(key_file.read_text().strip()) == 64
+    assert ERPChatbot.from_settings(settings).index.manifest.chunk_count > 0  # signed and loaded
+    assert ingest_with_settings(settings, SAMPLE_KNOWLEDGE / "hr").chunks_embedded == 0  # the same key again
+
+    folder = index_store.current_path(tmp_path / "index").resolve()
+    marker = tmp_path / "code-ran"
+    (folder / "index.pkl").write_bytes(pickle.dumps(_Payload(str(marker))))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["checksums"]["index.pkl"] = index_store.sha256_file(folder / "index.pkl")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KnowledgeIndexError, match="not signed with this deployment's key"):
+        ERPChatbot.from_settings(settings)
+    assert not marker.exists()
+
+
+def test_an_unsigned_index_is_refused_by_settings_and_rebuilt_by_ingest(tmp_path, tiny_lm_dir, e5_dir, embeddings):
+    from erp_chatbot import ERPChatbot
+    from erp_chatbot.knowledge.ingest import ingest_with_settings
+    from tests.conftest import tiny_settings
+
+    ingest_folder(SAMPLE_KNOWLEDGE / "hr", tmp_path / "index", embeddings, signing_key="")  # unsigned
+    settings = tiny_settings(tmp_path, tiny_lm_dir, e5_dir, tmp_path / "index", knowledge={"signing_key": None})
+    with pytest.raises(MissingSigningKey, match="erp-chatbot ingest"):
+        ERPChatbot.from_settings(settings)
+    report = ingest_with_settings(settings, SAMPLE_KNOWLEDGE / "hr")
+    assert report.chunks_embedded == report.chunks_total > 0  # not trusted: rebuilt from the documents
+    assert ERPChatbot.from_settings(settings).index.manifest.signature

@@ -17,7 +17,7 @@ from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llama_cpp import LlamaCppChat, defuse_control_tokens
 from erp_chatbot.models.llm import bounded, build_llm
 from erp_chatbot.settings import LLMSettings, Settings
-from tests.conftest import REDIS_URL, SHARED_DATA, STOCK_MOVES_MENU, ingest_folder
+from tests.conftest import REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU, ingest_folder
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python comes with the demo extra")
 
@@ -120,7 +120,7 @@ def llama_bot(sample_index_dir, models_dir):
     settings = Settings(
         home=models_dir.parent,
         llm={"backend": "llama-cpp", "max_new_tokens": 160, "temperature": 0},
-        knowledge={"index_dir": sample_index_dir},
+        knowledge={"index_dir": sample_index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": False},
     )
@@ -158,7 +158,7 @@ def checking_bot(sample_index_dir, models_dir):
         home=models_dir.parent,
         llm={"backend": "llama-cpp", "demo_model": "qwen2.5-coder-1.5b", "max_new_tokens": 96, "temperature": 0},
         retrieval={"coverage_check": ["ko"]},
-        knowledge={"index_dir": sample_index_dir},
+        knowledge={"index_dir": sample_index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": True, "redis_prefix": f"test-coverage:{uuid.uuid4().hex}:"},
     )
@@ -226,7 +226,7 @@ def manual_bot(tmp_path_factory, embeddings, models_dir):
         home=models_dir.parent,
         llm={"backend": "llama-cpp", "demo_model": "qwen2.5-coder-1.5b", "max_new_tokens": 96, "temperature": 0},
         retrieval={"coverage_check": ["ko"], "coverage_question": "manual", "translate_queries": True},
-        knowledge={"index_dir": index_dir},
+        knowledge={"index_dir": index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": False},
     )

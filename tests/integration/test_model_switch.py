@@ -11,7 +11,7 @@ from erp_chatbot.models.registry import ModelRegistry
 from erp_chatbot.server.app import create_app
 from erp_chatbot.server.background import running_server
 from erp_chatbot.settings import ModelVersionSettings, Settings
-from tests.conftest import REDIS_URL, build_tiny_lm
+from tests.conftest import REDIS_URL, SIGNING_KEY, build_tiny_lm
 
 QUESTION = "How do I approve a vendor bill?"
 
@@ -27,7 +27,7 @@ def switchable(tmp_path_factory, tiny_lm_dir, e5_dir, sample_index_dir):
         home=home,
         llm={"max_new_tokens": 8, "temperature": 0},
         embeddings={"model_path": e5_dir},
-        knowledge={"index_dir": sample_index_dir},
+        knowledge={"index_dir": sample_index_dir, "signing_key": SIGNING_KEY},
         memory={"redis_url": REDIS_URL},
         cache={"enabled": True, "redis_prefix": f"test-switch:{time.time_ns()}:"},
     )
