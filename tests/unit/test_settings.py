@@ -105,4 +105,5 @@ def test_the_odoo_bench_config_is_the_demo_profile_over_a_manual(monkeypatch):
     assert odoo.llm == demo.llm
     assert demo.retrieval.coverage_question == "documents"
     assert odoo.retrieval == demo.retrieval.model_copy(update={"coverage_question": "manual"})
+    assert odoo.answer.mode == demo.answer.mode and odoo.answer.decline_below.keys() == demo.answer.decline_below.keys()
     assert odoo.index_dir.name == "odoo-index"
