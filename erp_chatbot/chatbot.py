@@ -126,6 +126,7 @@ class ERPChatbot:
             passage_chars=answer.passage_chars,
             passages=answer.passages,
             judge_tokens=answer.judge_tokens,
+            allow_instruction_like=self.settings.knowledge.allow_instruction_like,
             section_of=self.index.section if isinstance(self.retriever, ERPRetriever) else None,
             chain_id=chain_id,
             index_version=lambda: self.index.version,

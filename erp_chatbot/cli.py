@@ -64,6 +64,7 @@ def ingest(
         "chunks_embedded": report.chunks_embedded,
         "chunks_total": report.chunks_total,
         "index": str(index_dir or settings.index_dir),
+        "instruction_like": report.instruction_like,
     }
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))

@@ -126,6 +126,12 @@ class KnowledgeSettings(Section):
         "made by the first ingest in <home>/index-signing.key (0600)",
     )
 
+    allow_instruction_like: bool = Field(
+        False,
+        description='let passages that speak to the assistant ("ignore previous instructions...", found at '
+        "ingestion) reach answers; off = they are kept out",
+    )
+
     @property
     def signing_secret(self) -> str | None:
         return self.signing_key.get_secret_value() if self.signing_key else None

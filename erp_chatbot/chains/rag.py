@@ -83,7 +83,7 @@ def _answer(turn: Turn, config: RunnableConfig, *, cache: AnswerCache | None, op
         return answering
     roles = (config.get("configurable") or {}).get("roles")
     key = cache.turn_key(turn["question"], roles, options.index_version(), options.chain_id)
-    return answering | remember_first_turn(cache, key)
+    return answering | remember_first_turn(cache, key, turn["documents"])
 
 
 def chain_fingerprint(**settings: Any) -> str:

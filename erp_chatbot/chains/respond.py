@@ -31,6 +31,7 @@ from erp_chatbot.chains.language import Language, detect_language
 from erp_chatbot.chains.passages import faithful_answer
 from erp_chatbot.chains.prompts import COVERAGE, NOT_COVERED, SENTENCE_END, VAGUE_NOTE, answer_prompt, format_context
 from erp_chatbot.chains.turn import RagOptions, Turn
+from erp_chatbot.knowledge.injection import repeats_instruction
 from erp_chatbot.runtime.cache import AnswerCache
 
 ANSWER_TAG = "erp-answer"  # marks the answering LLM call for callbacks (metrics)
@@ -111,35 +112,40 @@ def respond(
     )
     if cache is None:
         return answering | checked
-    return answering | checked | _store_when_done(cache, answer_key(turn))
+    return answering | checked | _store_when_done(cache, answer_key(turn), documents)
 
 
 def _fixed(output: dict) -> Runnable:
     return RunnableLambda(lambda _: output)
 
 
-def remember_first_turn(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
-    """Cache the complete output of a first turn that was answered (declines and flagged answers are
-    not cached)."""
+def remember_first_turn(cache: AnswerCache, key: tuple[str, str], documents: list[Document]) -> Runnable:
+    """Cache the complete output of a first turn that was answered (declines, flagged answers and
+    answers that obeyed a document are not cached)."""
 
     def remember(final: dict) -> None:
         answered = final.get("answer", "").strip() and not final.get("grounding", {"declined": True})["declined"]
-        if answered and not _flagged(final):
+        if answered and _cacheable(final, final["answer"], documents):
             cache.put_turn(key, final)
 
     return _when_complete(remember)
 
 
-def _store_when_done(cache: AnswerCache, key: tuple[str, str]) -> Runnable:
+def _store_when_done(cache: AnswerCache, key: tuple[str, str], documents: list[Document]) -> Runnable:
     """Cache the model's complete answer once it has been checked, unless grounding flagged it: with
     sampling, a flagged answer is one bad draw, and cached it would reach every user for the TTL."""
 
     def store(final: dict) -> None:
         answer = final.get("answer", "").removesuffix(final.get("grounding", {}).get("note", ""))
-        if answer.strip() and not _flagged(final):
+        if answer.strip() and _cacheable(final, answer, documents):
             cache.put(key, answer)
 
     return _when_complete(store)
+
+
+def _cacheable(final: dict, answer: str, documents: list[Document]) -> bool:
+    """Neither flagged by grounding nor repeating what a document told the assistant to say."""
+    return not _flagged(final) and not repeats_instruction(answer, documents)
 
 
 def _flagged(final: dict) -> bool:

@@ -21,6 +21,7 @@ from erp_chatbot.chains.passages import whole_sections
 from erp_chatbot.chains.prompts import COVERAGE, fit_context, format_context, format_conversation
 from erp_chatbot.chains.respond import merge_chunks, prompt_id
 from erp_chatbot.chains.turn import RagOptions, Turn, YesProbability
+from erp_chatbot.knowledge.injection import without_instructions
 from erp_chatbot.memory.history import ChatHistoryStore, InvalidSessionId
 from erp_chatbot.runtime.cache import AnswerCache
 
@@ -71,16 +72,26 @@ def translate(turn: Turn, config: RunnableConfig, *, translator: Runnable | None
 
 
 def retrieve(turn: Turn, config: RunnableConfig, *, retriever: BaseRetriever, options: RagOptions) -> dict[str, Any]:
-    """The caller may read only what their roles allow; the best whole sections that fit the prompt."""
+    """The caller may read only what their roles allow; the best whole sections that fit the prompt,
+    without passages that speak to the assistant (unless ``allow_instruction_like``)."""
     start = time.perf_counter()
     roles = (config.get("configurable") or {}).get("roles")
     search: dict[str, Any] = {} if roles is None else {"roles": list(roles)}  # a retriever without roles refuses
     if turn.get("variants"):
         search["variants"] = turn["variants"]
     chunks = retriever.invoke(turn["standalone_question"], config, **search)
-    sections = whole_sections(chunks, options.section_of)
+    section_of = options.section_of
+    if not options.allow_instruction_like:
+        chunks = _without_instructions(chunks)
+        section_of = section_of and (lambda chunk: _without_instructions(options.section_of(chunk)))
+    sections = whole_sections(chunks, section_of)
     documents = fit_context(sections, options.document_tokens, options.count_tokens)
     return {"documents": documents, "retrieval_seconds": time.perf_counter() - start}
+
+
+def _without_instructions(chunks: list[Document]) -> list[Document]:
+    """The chunks with the sentences that speak to the assistant taken out (``knowledge.injection``)."""
+    return [without_instructions(chunk) if chunk.metadata.get("instruction_like") else chunk for chunk in chunks]
 
 
 def judge(

@@ -56,6 +56,8 @@ class RagOptions:
     it?); ``decline_below``: per language, the P(yes) under which they are declined (chosen on an
     evaluation's dev split; 0.5 when unset). In extract mode the model judges the first
     ``judge_tokens`` of the best section; in generate mode, the prompt's sections.
+    ``allow_instruction_like``: let chunks marked ``instruction_like`` at ingestion (text that speaks
+    to the assistant, ``knowledge.injection``) reach answers.
     ``section_of``: every chunk of a chunk's section (``KnowledgeIndex.section``), so answers use
     whole sections; None uses the retrieved chunks as they are.
     """
@@ -72,6 +74,7 @@ class RagOptions:
     passage_chars: int = 1200
     passages: int = 2
     judge_tokens: int = 150
+    allow_instruction_like: bool = False
     section_of: Callable[[Document], list[Document]] | None = None
     chain_id: str = ""
     index_version: Callable[[], str] = _no_version

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
@@ -19,6 +19,7 @@ from langchain_core.embeddings import Embeddings
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.access import AccessRules
 from erp_chatbot.knowledge.index import FileRecord, Manifest
+from erp_chatbot.knowledge.injection import instruction_sentences
 from erp_chatbot.knowledge.lexical import ANALYZER
 from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.knowledge.splitting import indexed_text, split_documents
@@ -36,6 +37,7 @@ class IngestReport:
     chunks_embedded: int
     chunks_total: int
     generation: Path | None
+    instruction_like: list[str] = field(default_factory=list)  # "source: sentence" of the new chunks
 
     @property
     def changed(self) -> bool:
@@ -79,6 +81,7 @@ def ingest(
         chunk_size,
         chunk_overlap,
     )
+    instruction_like = _mark_instructions(chunks)
     vectors = embed_in_batches(embeddings, [indexed_text(c) for c in chunks], batch_size, progress)
     dimension = len(vectors[0]) if vectors else (previous.manifest.dimension if previous else _probe(embeddings))
 
@@ -105,7 +108,22 @@ def ingest(
         manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids, roles=roles[name])
     lexical = index_store.build_lexical(store, previous.lexical if previous else None)
     generation = index_store.save(index_dir, store, manifest, lexical, signing_key)
-    return IngestReport(added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation)
+    report = IngestReport(
+        added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation, instruction_like
+    )
+    for found in instruction_like:
+        logger.warning("a passage speaks to the assistant (kept out of answers): %s", found)
+    return report
+
+
+def _mark_instructions(chunks: list) -> list[str]:
+    """Mark chunks holding text that speaks to the assistant (``knowledge.injection``); say where."""
+    found = []
+    for chunk in chunks:
+        said = instruction_sentences(chunk.page_content)
+        chunk.metadata["instruction_like"] = bool(said)
+        found += [f"{chunk.metadata['source']}: {sentence[:120]}" for sentence in said]
+    return found
 
 
 def ingest_with_settings(
