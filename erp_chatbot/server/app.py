@@ -41,10 +41,10 @@ def tune_malloc(arenas: int | None, mmap_threshold_mb: int | None) -> None:
     """glibc's malloc for a long-lived server (``server.malloc_arenas``, ``server.malloc_mmap_threshold_mb``).
 
     Each request thread may otherwise get an arena of its own (up to 8 per core, 64 MB reserved
-    each): under 16 demo clients the cap of 2 took the server's peak RSS from 4.63 to 4.17 GiB at
-    the same answers/s. glibc also raises its mmap threshold (up to 32 MB) each time a mapped block
-    is freed, after which ~20 MB saved prompt states live in the heap and their memory stays there
-    when they are let go: a fixed 4 MB threshold took the peak from 3.98 to 3.58 GiB (bench/README.md).
+    each): under 16 demo clients a cap of 2 lowers the server's peak RSS at the same answers/s.
+    glibc also raises its mmap threshold (up to 32 MB) each time a mapped block is freed, after
+    which ~20 MB saved prompt states live in the heap and their memory stays there when they are
+    let go: a fixed 4 MB threshold lowers the peak further (bench/README.md, runtime.py).
     ``MALLOC_ARENA_MAX`` and ``MALLOC_MMAP_THRESHOLD_`` in the environment win; elsewhere than glibc, nothing.
     """
     try:

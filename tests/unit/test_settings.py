@@ -82,14 +82,14 @@ def test_signing_key_is_a_secret(monkeypatch):
     assert Settings(knowledge={"signing_key": None}).knowledge.signing_secret is None
 
 
-def test_readme_configuration_table_is_the_generated_reference():
+def test_the_configuration_doc_table_is_the_generated_reference():
     from erp_chatbot.settings import reference, reference_markdown
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "configuration.md").read_text()
     start = readme.index("<!-- settings:start")
     table = readme[readme.index("\n", start) + 1 : readme.index("<!-- settings:end -->")].strip()
-    assert table == reference_markdown(), "README is stale: paste `erp-chatbot settings --markdown` between the markers"
+    assert table == reference_markdown(), "docs/configuration.md is stale: paste `erp-chatbot settings --markdown` between the markers"
     assert all(row["meaning"] for row in reference()), "every setting needs a description"
     names = {row["setting"] for row in reference()}
     assert {"llm.backend", "retrieval.k", "memory.ttl_seconds", "cache.max_entries"} <= names
