@@ -40,7 +40,7 @@ from erp_chatbot.chains.prompts import (
 from erp_chatbot.chains.translation import build_translator, load_glossary
 from erp_chatbot.chatbot import ERPChatbot
 from erp_chatbot.evaluation import load_answer_cases
-from erp_chatbot.models.llm import bounded
+from erp_chatbot.models.llm import greedy_capped
 from erp_chatbot.settings import Settings
 
 DATASET = Path(__file__).resolve().parent / "datasets" / "odoo-bilingual.jsonl"
@@ -74,8 +74,8 @@ def main() -> None:
     bot = ERPChatbot.from_settings(settings)
     llm = bot.llm
     glossary = load_glossary(settings.retrieval.translation_glossary)
-    translator = build_translator(bounded(llm, settings.llm.rewrite_max_new_tokens), glossary)
-    judge = bounded(llm, 2) | StrOutputParser()
+    translator = build_translator(greedy_capped(llm, settings.llm.rewrite_max_new_tokens), glossary)
+    judge = greedy_capped(llm, 2) | StrOutputParser()
     prompts = {"independent": ChatPromptTemplate.from_messages(INDEPENDENT)}
     prompts["titles"] = ChatPromptTemplate.from_messages(TITLES)
     rows = []

@@ -115,10 +115,10 @@ def translate(questions, settings: Settings, glossary_setting: str, llm) -> tupl
     glossary ``glossary_setting`` (retrieval.translation_glossary)."""
     from erp_chatbot.chains.language import detect_language
     from erp_chatbot.chains.translation import build_translator, load_glossary
-    from erp_chatbot.models.llm import bounded
+    from erp_chatbot.models.llm import greedy_capped
 
     glossary = load_glossary(glossary_setting)
-    translator = build_translator(bounded(llm, settings.llm.rewrite_max_new_tokens), glossary)
+    translator = build_translator(greedy_capped(llm, settings.llm.rewrite_max_new_tokens), glossary)
     variants, samples, hints = {}, [], {}
     for q in questions:
         if detect_language(q["question"]) != "ko":  # timed and reported: the questions the chain translates

@@ -28,12 +28,14 @@ from erp_chatbot.devices import CPU_PLACEMENT, LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
-from erp_chatbot.models.llm import bounded, yes_probability
+from erp_chatbot.models.llm import greedy_capped, yes_probability
 from erp_chatbot.monitoring.metrics import ChatMetrics, MetricsCallbackHandler
 from erp_chatbot.retrievers.erp import ERPRetriever
 from erp_chatbot.runtime.cache import AnswerCache
 from erp_chatbot.schemas import Answer, ChainOutput, Source, check_question, question_type
 from erp_chatbot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class _SessionBound(RunnableBinding):
@@ -92,7 +94,7 @@ class ERPChatbot:
             self.retriever,
             self.history,
             options,
-            rewriter=bounded(llm, self.settings.llm.rewrite_max_new_tokens),
+            rewriter=greedy_capped(llm, self.settings.llm.rewrite_max_new_tokens),
             yes_probability=yes_probability(llm),
             cache=cache,
         ).with_config(callbacks=[self._metrics_handler])
@@ -184,22 +186,22 @@ class ERPChatbot:
     def ask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         """The complete answer (streamed inside, so ``timings`` holds the time to its first token)."""
         session_id = self._session(session_id)
-        timer = _Timer()
-        for chunk in self._live().stream(self._input(question), self._config(session_id, roles)):
+        timer = _AnswerAssembler()
+        for chunk in self._current_chain().stream(self._input(question), self._config(session_id, roles)):
             timer.add(chunk)
         return timer.answer(session_id)
 
     async def aask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         session_id = self._session(session_id)
-        timer = _Timer()
-        async for chunk in self._live().astream(self._input(question), self._config(session_id, roles)):
+        timer = _AnswerAssembler()
+        async for chunk in self._current_chain().astream(self._input(question), self._config(session_id, roles)):
             timer.add(chunk)
         return timer.answer(session_id)
 
     def stream(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Iterator[str]:
         """Answer text as it is generated (the turn is stored once the stream ends)."""
         config = self._config(self._session(session_id), roles)
-        for chunk in self._live().stream(self._input(question), config):
+        for chunk in self._current_chain().stream(self._input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
@@ -207,7 +209,7 @@ class ERPChatbot:
         self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None
     ) -> AsyncIterator[str]:
         config = self._config(self._session(session_id), roles)
-        async for chunk in self._live().astream(self._input(question), config):
+        async for chunk in self._current_chain().astream(self._input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
@@ -222,7 +224,9 @@ class ERPChatbot:
         if len(ids) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(ids)} session ids")
         start = time.perf_counter()
-        outputs = self._live().batch([self._input(q) for q in questions], [self._config(s, roles) for s in ids])
+        outputs = self._current_chain().batch(
+            [self._input(q) for q in questions], [self._config(s, roles) for s in ids]
+        )
         elapsed = time.perf_counter() - start
         return [_answer(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
 
@@ -232,7 +236,7 @@ class ERPChatbot:
 
         Skips the chain's runnables and retrieval (``AnswerCache.turn_key`` says why that is safe).
         """
-        self._live()  # notices a new registry version first: the model is part of the key
+        self._current_chain()  # notices a new registry version first: the model is part of the key
         if self.cache is None or self.history.messages(session_id):
             return None
         start = time.perf_counter()
@@ -253,7 +257,7 @@ class ERPChatbot:
 
     def as_runnable(self) -> Runnable:
         """The chain for LCEL and LangServe: input ``Question``, session (and roles) in the config."""
-        live = RunnableLambda(lambda _: self._live(), name="erp_chatbot")
+        live = RunnableLambda(lambda _: self._current_chain(), name="erp_chatbot")
         question = question_type(self.settings.server.max_question_chars)
         return _SessionBound(bound=live.with_types(input_type=question, output_type=ChainOutput))
 
@@ -277,8 +281,9 @@ class ERPChatbot:
         or the served model's name for the openai backend."""
         return self.model_dir.name if self.model_dir else getattr(self.llm, "model_name", None)
 
-    def _live(self) -> Runnable:
-        """The current chain, after noticing (cheaply) whether the registry's active version moved."""
+    def _current_chain(self) -> Runnable:
+        """The current chain. Also notices (cheaply) whether the registry's active version moved,
+        and then starts loading it on a thread; requests keep this chain until it is loaded."""
         if self.settings.llm.model_path is None and self.settings.llm.backend == "transformers":
             self._follow_registry()  # registry versions are HF folders
         return self._chain
@@ -341,9 +346,6 @@ class ERPChatbot:
         return {"question": check_question(question, self.settings.server.max_question_chars)}
 
 
-logger = logging.getLogger(__name__)
-
-
 def answer_mode(settings: Settings, placement: LLMPlacement | None) -> AnswerMode:
     """``answer.mode``, with ``auto`` resolved: generation where the model is capable and fast (an
     inference server, a GPU), the documents' own words on a CPU (bench/README.md)."""
@@ -366,8 +368,8 @@ def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class _Timer:
-    """Merges a streamed turn and notes when its first answer token came."""
+class _AnswerAssembler:
+    """Assembles the ``Answer`` from a streamed turn, noting when its first answer text came."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from erp_chatbot.memory.history import redis_answers
+from erp_chatbot.memory.history import redis_reachable
 from erp_chatbot.settings import Settings
 
 app = typer.Typer(help="Answers ERP questions from your own documents, in Korean and English.", no_args_is_help=True)
@@ -32,7 +32,7 @@ def load_settings(config: Path | None, demo: bool) -> Settings:
     if demo and settings.knowledge.index_dir is None:
         knowledge = settings.knowledge.model_copy(update={"index_dir": settings.home / "demo-index"})
         settings = settings.model_copy(update={"knowledge": knowledge})
-    if demo and settings.memory.redis_url and not redis_answers(settings.memory):
+    if demo and settings.memory.redis_url and not redis_reachable(settings.memory):
         typer.echo(
             f"Redis is not answering at {settings.memory.redis_location}: the demo keeps history in memory", err=True
         )

@@ -23,7 +23,6 @@ from erp_chatbot.knowledge.lexical import terms
 from erp_chatbot.knowledge.splitting import body_text
 
 EXCERPT_CHARS = 400  # how much a grounding note quotes
-EXCERPT_RULES = 2  # bump when the choice below changes: cached first turns keep the notes they were made with
 MENU_MARKS = ("‣", " > ")
 _UNDERLINE = re.compile(r"\s*([*=\-~^#+`'\"])\1{2,}\s*")  # under (and over) a reStructuredText heading
 _PARAGRAPH = re.compile(r"\n\s*\n")

@@ -10,6 +10,7 @@ binds them to their parts and runs them in order. The output is described in ``c
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from functools import partial
 from typing import Any
@@ -19,11 +20,10 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda, RunnablePassthrough
 
-from erp_chatbot.chains import steps
-from erp_chatbot.chains.excerpts import EXCERPT_CHARS, EXCERPT_RULES
+from erp_chatbot.chains import excerpts, grounding, passages, respond, steps
 from erp_chatbot.chains.passages import LEAD
 from erp_chatbot.chains.prompts import ANSWER, CONDENSE, COVERAGE, NOT_COVERED, TRANSLATE, VAGUE_NOTE
-from erp_chatbot.chains.respond import CONTEXT_SHAPE, remember_first_turn, respond
+from erp_chatbot.chains.respond import CONTEXT_SHAPE, remember_first_turn
 from erp_chatbot.chains.translation import build_translator
 from erp_chatbot.chains.turn import RagOptions, Turn, YesProbability
 from erp_chatbot.memory.history import ChatHistoryStore
@@ -78,7 +78,7 @@ def _adding(function: Any, **parts: Any) -> RunnableLambda:
 
 def _answer(turn: Turn, config: RunnableConfig, *, cache: AnswerCache | None, options: RagOptions, **parts: Any):
     """``respond``, and on a session's first turn, remember the whole output in the cache."""
-    answering = respond(turn, config, cache=cache, options=options, **parts)
+    answering = respond.respond(turn, config, cache=cache, options=options, **parts)
     if cache is None or turn["history"]:
         return answering
     roles = (config.get("configurable") or {}).get("roles")
@@ -88,9 +88,12 @@ def _answer(turn: Turn, config: RunnableConfig, *, cache: AnswerCache | None, op
 
 def chain_fingerprint(**settings: Any) -> str:
     """What besides the question, roles, index and model fixes a first turn: the chain's
-    ``settings`` (retrieval, answer mode, prompt budget, translation), its prompts and its notes."""
+    ``settings`` (retrieval, answer mode, prompt budget, translation), its prompts and notes, and
+    the source of the modules that make the text shown (cached first turns keep the text they were
+    made with, so any change to that code must change the key)."""
     prompts = [repr(prompt[language]) for prompt in (ANSWER, *COVERAGE.values()) for language in sorted(NOT_COVERED)]
     prompts += [repr(CONDENSE), repr(TRANSLATE), CONTEXT_SHAPE, repr(VAGUE_NOTE), repr(LEAD)]
-    prompts += [f"excerpts {EXCERPT_RULES}, {EXCERPT_CHARS} characters"]
-    material = json.dumps({"settings": settings, "prompts": prompts}, sort_keys=True, default=str)
+    # the code that turns sections into the text shown: a change to it is a new chain
+    code = [inspect.getsource(module) for module in (excerpts, grounding, passages, respond)]
+    material = json.dumps({"settings": settings, "prompts": prompts, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:16]

@@ -227,7 +227,7 @@ class InMemoryChatHistory:
             del self._owners[session_id]
 
 
-def redis_answers(settings: MemorySettings) -> bool:
+def redis_reachable(settings: MemorySettings) -> bool:
     """Whether the configured Redis answers a PING within the socket timeout."""
     import redis
 

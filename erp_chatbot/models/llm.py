@@ -140,8 +140,9 @@ def build_llm(
     return llm
 
 
-def bounded(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
-    """The same model, greedy and capped, for short internal calls such as question rewriting."""
+def greedy_capped(llm: BaseLanguageModel, max_new_tokens: int) -> Runnable:
+    """The same model made greedy and capped at ``max_new_tokens``, for short internal calls such as
+    question rewriting and translation."""
     if isinstance(llm, (HuggingFacePipeline, ChatHuggingFace)):
         return llm.bind(pipeline_kwargs={"max_new_tokens": max_new_tokens, "do_sample": False})
     if isinstance(llm, LlamaCppChat) or _is_openai_chat(llm):
@@ -154,7 +155,7 @@ def yes_probability(llm: BaseLanguageModel) -> Callable[[list[BaseMessage], Runn
     backend exposes them (llama.cpp), else 1 or 0 from its greedy one-word reply."""
     if isinstance(llm, LlamaCppChat):
         return lambda messages, config=None: llm.yes_probability(messages)
-    reply = bounded(llm, 2) | StrOutputParser()
+    reply = greedy_capped(llm, 2) | StrOutputParser()
 
     def from_reply(messages: list[BaseMessage], config: RunnableConfig | None = None) -> float:
         return 0.0 if reply.invoke(messages, config).strip().lower().startswith("no") else 1.0

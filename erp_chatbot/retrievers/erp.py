@@ -18,7 +18,7 @@ from erp_chatbot.knowledge.access import EVERYONE
 from erp_chatbot.knowledge.index import KnowledgeIndex
 from erp_chatbot.retrievers.fusion import Fusion, fuse
 from erp_chatbot.retrievers.reranker import CrossEncoderReranker
-from erp_chatbot.runtime.batching import QueryEmbeddingBatcher
+from erp_chatbot.runtime.query_batching import QueryEmbeddingBatcher
 from erp_chatbot.settings import Settings
 
 

@@ -15,7 +15,7 @@ from erp_chatbot import ERPChatbot
 from erp_chatbot.chains.prompts import NOT_COVERED, answer_prompt, format_context
 from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llama_cpp import LlamaCppChat, defuse_control_tokens
-from erp_chatbot.models.llm import bounded, build_llm
+from erp_chatbot.models.llm import build_llm, greedy_capped
 from erp_chatbot.settings import LLMSettings, Settings
 from tests.conftest import REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU, ingest_folder
 
@@ -55,7 +55,7 @@ def test_greedy_stream_equals_invoke_and_concurrent_calls_do_not_mix(chat):
 
 
 def test_bounded_calls_are_greedy_and_capped(chat):
-    short = bounded(chat, 3)
+    short = greedy_capped(chat, 3)
     text = short.invoke([HumanMessage("Write a long story about warehouses.")]).content
     assert 0 < chat.get_num_tokens(text) <= 3
     with pytest.raises(TypeError, match=r"unknown llama\.cpp call options"):

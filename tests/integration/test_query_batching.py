@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from erp_chatbot.retrievers.erp import ERPRetriever
-from erp_chatbot.runtime.batching import QueryEmbeddingBatcher
+from erp_chatbot.runtime.query_batching import QueryEmbeddingBatcher
 from tests.conftest import concurrently
 
 QUESTIONS = [

@@ -89,7 +89,8 @@ def test_the_configuration_doc_table_is_the_generated_reference():
     readme = (REPO / "docs" / "configuration.md").read_text()
     start = readme.index("<!-- settings:start")
     table = readme[readme.index("\n", start) + 1 : readme.index("<!-- settings:end -->")].strip()
-    assert table == reference_markdown(), "docs/configuration.md is stale: paste `erp-chatbot settings --markdown` between the markers"
+    stale = "docs/configuration.md is stale: paste `erp-chatbot settings --markdown` between the markers"
+    assert table == reference_markdown(), stale
     assert all(row["meaning"] for row in reference()), "every setting needs a description"
     names = {row["setting"] for row in reference()}
     assert {"llm.backend", "retrieval.k", "memory.ttl_seconds", "cache.max_entries"} <= names
