@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import machine, merge
+from common import RESULTS, machine, merge
 
 from erp_chatbot.evaluation import (
     AnswerCase,
@@ -48,7 +48,11 @@ def main() -> None:
     parser.add_argument("--baseline", help="git revision of the earlier chain to run beside the arms")
     parser.add_argument("--baseline-config", type=Path, default=BENCH / "odoo-baseline.yaml", help="its settings")
     parser.add_argument("--split", choices=["dev", "test"], help="only this split (default: both)")
+    parser.add_argument("--table", action="store_true", help="print the recorded arms as a Markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads((RESULTS / "answer-quality.json").read_text())["arms"]))
+        return
     cases = load_answer_cases(DATASET, args.split)
     for arm in args.arm:
         name, _, config = arm.partition("=")
@@ -59,6 +63,48 @@ def main() -> None:
         record(name, {"config": config, **result}, args.split)
     if args.baseline:
         record(f"baseline-{args.baseline}", run_revision(args.baseline, args.baseline_config, cases), args.split)
+
+
+ROWS = {  # what the table shows, and how
+    "answerable_not_declined": "answerable questions answered",
+    "unanswerable_declined": "unanswerable questions declined",
+    "facts_half": "at least half the expected facts",
+    "facts_found": "all the expected facts",
+    "gold_cited": "a gold page among the sources",
+    "nothing_invented": "no UI name or number that no section holds",
+    "lead_in_language": "first line in the question's language",
+    "p50_first_token_seconds": "p50 seconds to the first content",
+    "p50_seconds": "p50 seconds to the complete answer",
+}
+
+
+def table(arms: dict[str, dict]) -> str:
+    """Per split and language, each arm's figures side by side."""
+    lines = []
+    for split in ("test", "dev"):
+        for language in ("en", "ko"):
+            shown = {
+                name: arm["report"]["by_split"][split][language]
+                for name, arm in arms.items()
+                if split in arm["report"].get("by_split", {})
+            }
+            if not shown:
+                continue
+            lines += [
+                f"\n{split} split, {language} ({next(iter(shown.values()))['questions']} questions)\n",
+                "| | " + " | ".join(shown) + " |",
+                "| --- |" + " --- |" * len(shown),
+            ]
+            for key, label in ROWS.items():
+                cells = [_cell(summary.get(key), key) for summary in shown.values()]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, key: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if "seconds" in key else f"{100 * value:.0f}%"
 
 
 def decline_thresholds(rows: list[dict], answered: float = 0.95) -> dict[str, dict]:
