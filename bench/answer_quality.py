@@ -184,8 +184,8 @@ def rescore(case: AnswerCase, row: dict) -> dict:
     return {
         **row,
         "split": case.split,
-        "facts": bool(case.facts) and len(found) == len(case.facts) and not row["declined"],
-        "facts_half": bool(case.facts) and 2 * len(found) >= len(case.facts) and not row["declined"],
+        "facts": len(found) == len(case.facts) and not row["declined"],
+        "facts_half": 2 * len(found) >= len(case.facts) and not row["declined"],
         "facts_found": found,
         "in_language": answer_language(row["answer"]) == case.language,
         "lead_in_language": answer_language(first_line) == case.language,

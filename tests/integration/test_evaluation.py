@@ -11,7 +11,7 @@ from erp_chatbot.evaluation import read_scores
 from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.monitoring.gpu import GPUCollector
 from erp_chatbot.monitoring.metrics import ChatMetrics
-from tests.conftest import SAMPLE_KNOWLEDGE
+from tests.conftest import SAMPLE_KNOWLEDGE, SIGNING_KEY
 
 QUERIES = {
     "q1": ("How do I approve a vendor bill?", "purchasing/vendor-bill-approval.en.md"),
@@ -102,7 +102,7 @@ def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir,
         "home": str(tmp_path / "home"),
         "llm": {"model_path": str(tiny_lm_dir), "max_new_tokens": 8, "temperature": 0},
         "embeddings": {"model_path": str(e5_dir)},
-        "knowledge": {"index_dir": str(sample_index_dir)},
+        "knowledge": {"index_dir": str(sample_index_dir), "signing_key": SIGNING_KEY},
         "memory": {"redis_url": None},
         "cache": {"enabled": False},
     }
