@@ -241,7 +241,7 @@ def manual_bot(tmp_path_factory, embeddings, models_dir):
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="known miss since answers use whole sections: the VoIP page's OnSIP section gets P(yes) >= 0.5; "
-                "Korean unanswerable questions are declined 75% of the time on the held-out test split (bench/README.md)",
+                "Korean unanswerable questions are declined 75% of the time on the held-out test split",
             ),
         ),
         "올해 인턴은 휴가를 며칠 받나요?",
