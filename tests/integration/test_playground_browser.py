@@ -70,7 +70,7 @@ def ask(page, question: str) -> dict:
     # the chain's last chunk is the grounding verdict: the answer has fully streamed by then
     sync_api.expect(output).to_contain_text('"grounding"', timeout=120_000)
     chunks = json_objects(output.inner_text())
-    assert len(chunks) >= 5, "the answer should arrive as a stream of chunks"
+    assert len(chunks) >= 3, "the sources, the answer and the grounding should arrive as chunks of a stream"
     merged: dict = {}
     for chunk in chunks:
         merged = merge_chunks(merged, chunk)
