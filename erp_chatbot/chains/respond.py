@@ -105,11 +105,11 @@ def respond(
     checked = grounded(shown, language, turn["question"], query, faithful.text)
     if turn.get("cached_answer") is not None:
         return _fixed({**base, "cached": True, "answer": turn["cached_answer"]}) | checked
-    generate = answer_prompt(language) | llm.with_config(tags=[ANSWER_TAG]) | StrOutputParser()
     prompt_input = {"question": base["standalone_question"], "context": format_context(documents)}
-    answering = RunnableLambda(lambda _: {**base, **prompt_input}) | RunnablePassthrough.assign(answer=generate).pick(
-        OUTPUT_KEYS
-    )
+    generate = (
+        RunnableLambda(lambda _: prompt_input) | answer_prompt(language) | llm.with_config(tags=[ANSWER_TAG])
+    ) | StrOutputParser()
+    answering = RunnableLambda(lambda _: base) | RunnablePassthrough.assign(answer=generate).pick(OUTPUT_KEYS)
     if cache is None:
         return answering | checked
     return answering | checked | _store_when_done(cache, answer_key(turn), documents)

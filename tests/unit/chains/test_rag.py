@@ -145,6 +145,17 @@ def test_extracting_the_judge_reads_the_opening_of_the_best_section_only():
     assert "Request Approval" not in judge.asked[0]  # cut after about 14 words
 
 
+def test_a_generated_answer_reports_the_users_question_and_the_prompt_gets_the_standalone_one():
+    reply = "The **purchasing director** approves them."
+    built, _, history = chain(replies=[reply, reply], rewrites=["Who approves purchase orders above the limit?"])
+    ask(built, "How do I approve a purchase order?")
+    prompts = Prompts()
+    out = ask(built, "And who approves it?", prompts=prompts)
+    assert out["question"] == "And who approves it?" and history.messages("s1")[-2].content == "And who approves it?"
+    assert out["standalone_question"] == "Who approves purchase orders above the limit?"
+    assert "Question: Who approves purchase orders above the limit?" in prompts.seen[-1]
+
+
 def test_a_follow_up_is_condensed_into_one_question_for_retrieval():
     built, retriever, _ = chain(mode="extract", rewrites=["구매 주문 승인은 누가 하나요?"])
     ask(built, "구매 주문 승인은 어떻게 하나요?")
