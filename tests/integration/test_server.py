@@ -53,7 +53,7 @@ def test_empty_question_is_a_422(base_url, session_id):
     assert response.status_code == 422
 
 
-def test_stream_sends_many_chunks(base_url, session_id, redis_client):
+def test_stream_sends_the_answer_in_chunks(base_url, session_id, redis_client):
     with httpx.stream(
         "POST", f"{base_url}/erp/stream", json=body("How do I approve a vendor bill?", session_id), timeout=60
     ) as response:
@@ -61,7 +61,9 @@ def test_stream_sends_many_chunks(base_url, session_id, redis_client):
         events = [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
     chunks = [json.loads(e) for e in events if e.startswith("{") and "run_id" not in e]
     answer_chunks = [c["answer"] for c in chunks if "answer" in c]
-    assert len(answer_chunks) >= 5
+    # the random model writes one line without a sentence end: it comes once checked, then any note
+    # (sentence-by-sentence streaming: tests/unit/chains/test_rag.py)
+    assert answer_chunks and all(answer_chunks) and "grounding" in chunks[-1]
     assert chunks[0]["sources"][0]["source"] == "purchasing/vendor-bill-approval.en.md"
     assert redis_client.llen(f"context:{session_id}") == 2
 
@@ -75,7 +77,7 @@ def test_remote_runnable_keeps_the_conversation(base_url, session_id):
     follow_up = remote.invoke({"question": "그럼 승인은 누가 해?"}, cfg)
     assert "청구서" in follow_up["standalone_question"]
     streamed = list(remote.stream({"question": "반려는 어떻게 하나요?"}, cfg))
-    assert len(streamed) >= 5
+    assert len(streamed) >= 3 and streamed[0]["sources"] and "grounding" in streamed[-1]  # sources, answer, verdict
 
 
 async def test_remote_runnable_batches_and_streams_events(base_url, redis_client):
