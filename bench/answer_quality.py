@@ -31,6 +31,7 @@ from common import RESULTS, machine, merge
 from erp_chatbot.evaluation import (
     AnswerCase,
     answer_language,
+    answering_settings,
     evaluate_answers,
     fact_found,
     load_answer_cases,
@@ -134,17 +135,11 @@ def record(name: str, result: dict, split: str | None) -> None:
 
 def run_current(config: Path, cases: list[AnswerCase]) -> dict:
     from erp_chatbot.chatbot import ERPChatbot
-    from erp_chatbot.cli import _run_ingest
+    from erp_chatbot.cli import run_ingest
     from erp_chatbot.settings import Settings
 
-    settings = Settings.from_yaml(config)
-    settings = settings.model_copy(
-        update={
-            "llm": settings.llm.model_copy(update={"temperature": 0.0}),  # greedy: reproducible
-            "cache": settings.cache.model_copy(update={"enabled": False}),
-        }
-    )
-    _run_ingest(settings, ODOO, settings.index_dir, progress=False)  # a no-op when up to date
+    settings = answering_settings(Settings.from_yaml(config))  # greedy, no cache: reproducible
+    run_ingest(settings, ODOO, settings.index_dir, progress=False)  # a no-op when up to date
     bot = ERPChatbot.from_settings(settings)
     report = evaluate_answers(lambda question: bot.ask(question), cases)
     return {"answer_mode": bot.answer_mode, "report": report}

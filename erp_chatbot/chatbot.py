@@ -8,7 +8,6 @@ print(bot.ask("How do I approve a vendor bill?").text)
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -20,19 +19,28 @@ from langchain_core.language_models import BaseLanguageModel
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable, RunnableBinding, RunnableConfig, RunnableLambda
 
+from erp_chatbot.chains.chat import chat_runnable
 from erp_chatbot.chains.rag import build_rag_chain, chain_fingerprint
-from erp_chatbot.chains.respond import merge_chunks
 from erp_chatbot.chains.translation import load_glossary
 from erp_chatbot.chains.turn import AnswerMode, RagOptions
 from erp_chatbot.devices import CPU_PLACEMENT, LLMPlacement
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.index import KnowledgeIndex
-from erp_chatbot.memory.history import ChatHistoryStore, build_history, validate_session_id
+from erp_chatbot.memory.history import ChatHistoryStore, build_history, history_state, validate_session_id
+from erp_chatbot.models.hot_reload import RegistryFollower
 from erp_chatbot.models.llm import greedy_capped, yes_probability
 from erp_chatbot.monitoring.metrics import ChatMetrics, MetricsCallbackHandler
 from erp_chatbot.retrievers.erp import ERPRetriever
 from erp_chatbot.runtime.cache import AnswerCache
-from erp_chatbot.schemas import Answer, ChainOutput, Source, check_question, question_type
+from erp_chatbot.schemas import (
+    Answer,
+    AnswerAssembler,
+    ChainOutput,
+    answer_from_output,
+    check_question,
+    conversation_type,
+    question_type,
+)
 from erp_chatbot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -79,10 +87,9 @@ class ERPChatbot:
         self.model_dir, self._placement = model_dir, placement
         self.metrics = ChatMetrics()
         self._metrics_handler = MetricsCallbackHandler(self.metrics, lambda: self.model_version or "unknown")
-        self._registry_seen: float | None = None
         retrieval = settings.retrieval
         self._glossary = load_glossary(retrieval.translation_glossary) if retrieval.translate_queries else None
-        self._reloading = threading.Lock()
+        self._follower = RegistryFollower(settings.registry_dir, self.reload_model)
         self._install(llm, cache)
 
     def _install(self, llm: BaseLanguageModel, cache: AnswerCache | None) -> None:
@@ -98,7 +105,7 @@ class ERPChatbot:
             yes_probability=yes_probability(llm),
             cache=cache,
         ).with_config(callbacks=[self._metrics_handler])
-        self._chain_id, self.answer_mode = options.chain_id, options.mode
+        self.chain_id, self.answer_mode = options.chain_id, options.mode
         self._metrics_handler.count_tokens = count_tokens
         self.llm, self.cache, self._chain = llm, cache, chain
 
@@ -186,30 +193,36 @@ class ERPChatbot:
     def ask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         """The complete answer (streamed inside, so ``timings`` holds the time to its first token)."""
         session_id = self._session(session_id)
-        timer = _AnswerAssembler()
-        for chunk in self._current_chain().stream(self._input(question), self._config(session_id, roles)):
+        timer = AnswerAssembler()
+        for chunk in self.current_chain().stream(self._input(question), self._config(session_id, roles)):
             timer.add(chunk)
         return timer.answer(session_id)
 
     async def aask(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Answer:
         session_id = self._session(session_id)
-        timer = _AnswerAssembler()
-        async for chunk in self._current_chain().astream(self._input(question), self._config(session_id, roles)):
+        timer = AnswerAssembler()
+        async for chunk in self.current_chain().astream(self._input(question), self._config(session_id, roles)):
             timer.add(chunk)
         return timer.answer(session_id)
 
     def stream(self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None) -> Iterator[str]:
         """Answer text as it is generated (the turn is stored once the stream ends)."""
-        config = self._config(self._session(session_id), roles)
-        for chunk in self._current_chain().stream(self._input(question), config):
+        for chunk in self.stream_output(question, session_id, roles):
             if chunk.get("answer"):
                 yield chunk["answer"]
+
+    def stream_output(
+        self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The chain's output as it streams (``ChainOutput``'s fields in parts): the sources first,
+        then the answer text piece by piece, the grounding last."""
+        yield from self.current_chain().stream(self._input(question), self._config(self._session(session_id), roles))
 
     async def astream(
         self, question: str, session_id: str | None = None, roles: Sequence[str] | None = None
     ) -> AsyncIterator[str]:
         config = self._config(self._session(session_id), roles)
-        async for chunk in self._current_chain().astream(self._input(question), config):
+        async for chunk in self.current_chain().astream(self._input(question), config):
             if chunk.get("answer"):
                 yield chunk["answer"]
 
@@ -224,42 +237,22 @@ class ERPChatbot:
         if len(ids) != len(questions):
             raise ValueError(f"got {len(questions)} questions but {len(ids)} session ids")
         start = time.perf_counter()
-        outputs = self._current_chain().batch(
-            [self._input(q) for q in questions], [self._config(s, roles) for s in ids]
-        )
+        outputs = self.current_chain().batch([self._input(q) for q in questions], [self._config(s, roles) for s in ids])
         elapsed = time.perf_counter() - start
-        return [_answer(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
-
-    def cached_first_turn(self, question: str, session_id: str, roles: Sequence[str]) -> dict[str, Any] | None:
-        """The chain's output for a session's first question, straight from the response cache, with
-        the turn stored; None (the chain must answer) for a follow-up, a miss or no cache.
-
-        Skips the chain's runnables and retrieval (``AnswerCache.turn_key`` says why that is safe).
-        """
-        self._current_chain()  # notices a new registry version first: the model is part of the key
-        if self.cache is None or self.history.messages(session_id):
-            return None
-        start = time.perf_counter()
-        key = self.cache.turn_key(question, roles, self.index.version, self._chain_id)
-        output = self.cache.get_turn(key)
-        if output is None:
-            return None
-        output = {
-            **output,
-            "question": question,
-            "standalone_question": question.strip(),
-            "retrieval_seconds": 0.0,
-            "cached": True,
-        }
-        self.history.add_turn(session_id, question, output["answer"])
-        self.metrics.record_answer(output, time.perf_counter() - start, self.model_version or "unknown")
-        return output
+        return [answer_from_output(output, sid, elapsed) for output, sid in zip(outputs, ids, strict=True)]
 
     def as_runnable(self) -> Runnable:
         """The chain for LCEL and LangServe: input ``Question``, session (and roles) in the config."""
-        live = RunnableLambda(lambda _: self._current_chain(), name="erp_chatbot")
+        live = RunnableLambda(lambda _: self.current_chain(), name="erp_chatbot")
         question = question_type(self.settings.server.max_question_chars)
         return _SessionBound(bound=live.with_types(input_type=question, output_type=ChainOutput))
+
+    def as_chat_runnable(self) -> Runnable:
+        """The chain for chat UIs: ``{"messages": [...]}`` in (the last one the question), the
+        answer as Markdown text out with its sources after it (``chains.chat``); session and roles
+        in the config, as for ``as_runnable``."""
+        conversation = conversation_type(self.settings.server.max_question_chars)
+        return _SessionBound(bound=chat_runnable(self.current_chain, conversation))
 
     # ------------------------------------------------------------------ model versions
 
@@ -281,38 +274,12 @@ class ERPChatbot:
         or the served model's name for the openai backend."""
         return self.model_dir.name if self.model_dir else getattr(self.llm, "model_name", None)
 
-    def _current_chain(self) -> Runnable:
-        """The current chain. Also notices (cheaply) whether the registry's active version moved,
-        and then starts loading it on a thread; requests keep this chain until it is loaded."""
+    def current_chain(self) -> Runnable:
+        """The chain new requests run. Also notices (cheaply) whether the registry's active version
+        moved, and then starts loading it (``RegistryFollower``)."""
         if self.settings.llm.model_path is None and self.settings.llm.backend == "transformers":
-            self._follow_registry()  # registry versions are HF folders
+            self._follower.poll(self.model_dir)  # registry versions are HF folders
         return self._chain
-
-    def _follow_registry(self) -> None:
-        from erp_chatbot.models.registry import REGISTRY, active_version_path
-
-        try:
-            seen = (self.settings.registry_dir / REGISTRY).stat().st_mtime
-        except FileNotFoundError:
-            return
-        if seen == self._registry_seen or not self._reloading.acquire(blocking=False):
-            return
-        target = active_version_path(self.settings.registry_dir)
-        if target is None or target == self.model_dir:
-            self._registry_seen = seen
-            self._reloading.release()
-            return
-
-        def load() -> None:
-            try:
-                self.reload_model(target)
-            except Exception:
-                logger.exception("could not load model version %s; still serving %s", target, self.model_dir)
-            finally:
-                self._registry_seen = seen  # a version that failed to load is not retried on every request
-                self._reloading.release()
-
-        threading.Thread(target=load, name="erp-model-reload", daemon=True).start()
 
     def health(self) -> dict[str, Any]:
         manifest = self.index.manifest
@@ -325,7 +292,7 @@ class ERPChatbot:
                 "chunks": manifest.chunk_count,
                 "embedding_model": manifest.embedding_model,
             },
-            "memory": _memory_state(self.history),
+            "memory": history_state(self.history),
             "cache": self.cache.stats.as_dict() if self.cache else None,
         }
 
@@ -366,52 +333,3 @@ def _token_counter(llm: BaseLanguageModel) -> Callable[[str], int]:
     if tokenizer is None:
         return lambda text: len(text.split())
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-class _AnswerAssembler:
-    """Assembles the ``Answer`` from a streamed turn, noting when its first answer text came."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.first: float | None = None
-        self.output: dict = {}
-
-    def add(self, chunk: dict) -> None:
-        if chunk.get("answer") and self.first is None:
-            self.first = time.perf_counter() - self.start
-        self.output = merge_chunks(self.output, chunk)
-
-    def answer(self, session_id: str) -> Answer:
-        result = _answer(self.output, session_id, time.perf_counter() - self.start)
-        if self.first is not None:
-            result.timings["first_token"] = self.first
-        return result
-
-
-def _answer(output: dict, session_id: str, total_seconds: float) -> Answer:
-    grounding = output.get("grounding") or {}
-    return Answer(
-        text=output["answer"].strip(),
-        sources=[Source(**s) for s in output["sources"]],
-        session_id=session_id,
-        language=output["language"],
-        standalone_question=output["standalone_question"],
-        covered=bool(output["sources"]) and not grounding.get("declined", False),
-        grounded=grounding.get("supported", True),
-        unsupported=grounding.get("unsupported", []),
-        removed=grounding.get("removed", []),
-        vague=grounding.get("vague", False),
-        support=output.get("support"),
-        cached=output.get("cached", False),
-        timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
-    )
-
-
-def _memory_state(history: ChatHistoryStore) -> dict[str, Any]:
-    ping = getattr(history, "ping", None)
-    if ping is None:
-        return {"backend": "in-process", "ok": True}
-    try:
-        return {"backend": "redis", "ok": bool(ping())}
-    except Exception as error:
-        return {"backend": "redis", "ok": False, "error": str(error)}

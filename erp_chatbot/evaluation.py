@@ -21,7 +21,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import PrivateAttr
 
 from erp_chatbot.chains.language import Language, detect_language
-from erp_chatbot.settings import RetrievalSettings
+from erp_chatbot.settings import RetrievalSettings, Settings
 
 if TYPE_CHECKING:
     from erp_chatbot.knowledge.index import KnowledgeIndex
@@ -71,6 +71,7 @@ def index_corpus(embeddings: Embeddings, dataset: BeirSet, batch_size: int = 32)
     from erp_chatbot.knowledge import index as index_store
     from erp_chatbot.knowledge.index import KnowledgeIndex, Manifest
     from erp_chatbot.knowledge.ingest import embed_in_batches
+    from erp_chatbot.knowledge.search_index import build_lexical
 
     ids = list(dataset.corpus)
     texts = [dataset.corpus[i] for i in ids]
@@ -78,7 +79,7 @@ def index_corpus(embeddings: Embeddings, dataset: BeirSet, batch_size: int = 32)
     store = index_store.new_store(embeddings, len(vectors[0]))
     store.add_embeddings(list(zip(texts, vectors, strict=True)), [{"source": i} for i in ids], ids=ids)
     manifest = Manifest("evaluation", len(vectors[0]), index_store.STRATEGY, 0, 0)
-    return KnowledgeIndex(store, manifest, Path("evaluation"), index_store.build_lexical(store))
+    return KnowledgeIndex(store, manifest, Path("evaluation"), build_lexical(store))
 
 
 def evaluate_retrieval(
@@ -203,6 +204,17 @@ class OracleRetriever(BaseRetriever):
                     by_page.setdefault(name, []).append(chunk)
             self._by_page = by_page
         return self._by_page
+
+
+def answering_settings(settings: Settings, temperature: float = 0.0) -> Settings:
+    """``settings`` as answers are evaluated: at ``temperature`` (0: greedy, reproducible), and
+    without the response cache, so that every question is answered by the chain."""
+    return settings.model_copy(
+        update={
+            "llm": settings.llm.model_copy(update={"temperature": temperature}),
+            "cache": settings.cache.model_copy(update={"enabled": False}),
+        }
+    )
 
 
 def evaluate_answers(ask: Callable[[str], Answer], cases: Sequence[AnswerCase]) -> dict:

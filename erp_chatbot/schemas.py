@@ -6,10 +6,13 @@ the OpenAI-compatible route all apply it).
 
 from __future__ import annotations
 
+import time
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, create_model
+from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
+
+from erp_chatbot.chains.respond import merge_chunks
 
 
 class InvalidQuestion(ValueError):
@@ -49,6 +52,40 @@ def question_type(max_chars: int) -> type[Question]:
     )
 
 
+class ChatMessage(BaseModel):
+    """One message of a conversation as chat UIs send it (LangServe's chat playground)."""
+
+    type: Literal["human", "ai", "system"] = Field(description="who said it")
+    content: str = Field(max_length=100_000)
+
+
+class Conversation(BaseModel):
+    """What the chat chain takes: the conversation so far, ending with the user's question."""
+
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _ends_with_a_question(self) -> Conversation:
+        last = self.messages[-1]
+        if last.type != "human":
+            raise ValueError("the conversation must end with the user's question (a human message)")
+        last.content = check_question(last.content)
+        return self
+
+
+def conversation_type(max_chars: int) -> type[Conversation]:
+    """``Conversation`` whose question obeys the deployment's length limit (422 otherwise)."""
+
+    class LimitedConversation(Conversation):
+        @model_validator(mode="after")
+        def _short_enough(self) -> LimitedConversation:
+            check_question(self.messages[-1].content, max_chars)
+            return self
+
+    LimitedConversation.__name__ = "Conversation"
+    return LimitedConversation
+
+
 class Source(BaseModel):
     source: str
     title: str
@@ -73,7 +110,8 @@ class Answer(BaseModel):
         False, description="True when the answer names no menu, setting or number; the best chunk is quoted after it"
     )
     support: float | None = Field(
-        None, description="share of the question's terms the best section holds (what decides a decline)"
+        None,
+        description="the model's P(yes) that the sections answer the question (under answer.decline_below: declined)",
     )
     cached: bool = Field(False, description="True when the response cache answered")
     timings: dict[str, float] = Field(description="seconds: retrieval, total")
@@ -104,3 +142,42 @@ class ChainOutput(BaseModel):
     cached: bool
     answer: str
     grounding: GroundingReport | None = None
+
+
+class AnswerAssembler:
+    """Assembles the ``Answer`` from a streamed turn, noting when its first answer text came."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.output: dict = {}
+
+    def add(self, chunk: dict) -> None:
+        if chunk.get("answer") and self.first is None:
+            self.first = time.perf_counter() - self.start
+        self.output = merge_chunks(self.output, chunk)
+
+    def answer(self, session_id: str) -> Answer:
+        result = answer_from_output(self.output, session_id, time.perf_counter() - self.start)
+        if self.first is not None:
+            result.timings["first_token"] = self.first
+        return result
+
+
+def answer_from_output(output: dict, session_id: str, total_seconds: float) -> Answer:
+    grounding = output.get("grounding") or {}
+    return Answer(
+        text=output["answer"].strip(),
+        sources=[Source(**s) for s in output["sources"]],
+        session_id=session_id,
+        language=output["language"],
+        standalone_question=output["standalone_question"],
+        covered=bool(output["sources"]) and not grounding.get("declined", False),
+        grounded=grounding.get("supported", True),
+        unsupported=grounding.get("unsupported", []),
+        removed=grounding.get("removed", []),
+        vague=grounding.get("vague", False),
+        support=output.get("support"),
+        cached=output.get("cached", False),
+        timings={"retrieval": output["retrieval_seconds"], "total": total_seconds},
+    )

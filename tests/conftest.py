@@ -164,3 +164,10 @@ def concurrently(function, items):
     for thread in threads:
         thread.join(timeout=120)
     return results
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the bundled Qwen or a browser is slow, wherever it lives."""
+    for item in items:
+        if item.get_closest_marker("demo_llm") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

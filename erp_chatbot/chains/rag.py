@@ -45,7 +45,7 @@ def build_rag_chain(
     check for ``options.check_coverage`` languages. With ``cache``, an answer already given for the
     same question, sections, index version, model and prompt is reused, and each session's first
     turn is stored whole under ``cache.turn_key`` with ``options.chain_id``
-    (``chain_fingerprint``), which ``ERPChatbot.cached_first_turn`` serves without the chain."""
+    (``chain_fingerprint``), which ``server.cached_turns.cached_first_turn`` serves without the chain."""
     options = options or RagOptions()
     rewrite = CONDENSE | (rewriter or llm) | StrOutputParser()
     translator = build_translator(rewriter or llm, options.glossary) if options.translate else None

@@ -13,17 +13,23 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
 from erp_chatbot.knowledge.access import AccessRules
-from erp_chatbot.knowledge.index import FileRecord, Manifest
 from erp_chatbot.knowledge.injection import instruction_sentences
 from erp_chatbot.knowledge.lexical import ANALYZER
 from erp_chatbot.knowledge.loaders import iter_files, load_file
+from erp_chatbot.knowledge.manifest import FileRecord, Manifest
+from erp_chatbot.knowledge.search_index import build_lexical
 from erp_chatbot.knowledge.splitting import indexed_text, split_documents
 from erp_chatbot.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_community.vectorstores import FAISS
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +70,7 @@ def ingest(
     previous = _previous(index_dir, embeddings, embedding_model, chunk_size, chunk_overlap, signing_key)
     old_files = previous.manifest.files if previous else {}
 
-    added = sorted(name for name in hashes if name not in old_files)
-    updated = sorted(
-        name
-        for name in hashes
-        if name in old_files and (old_files[name].sha256, old_files[name].roles) != (hashes[name], roles[name])
-    )
-    deleted = sorted(name for name in old_files if name not in hashes)
+    added, updated, deleted = _changes(hashes, roles, old_files)
     unchanged = len(hashes) - len(added) - len(updated)
     stale_terms = previous is not None and previous.lexical.analyzer != ANALYZER
     if previous and not (added or updated or deleted or stale_terms):
@@ -86,15 +86,7 @@ def ingest(
     dimension = len(vectors[0]) if vectors else (previous.manifest.dimension if previous else _probe(embeddings))
 
     store = previous.store if previous else index_store.new_store(embeddings, dimension)
-    stale = [cid for name in [*updated, *deleted] for cid in old_files[name].chunk_ids]
-    if stale:
-        store.delete(stale)
-    if chunks:
-        store.add_embeddings(
-            list(zip([c.page_content for c in chunks], vectors, strict=True)),
-            metadatas=[c.metadata for c in chunks],
-            ids=[c.metadata["chunk_id"] for c in chunks],
-        )
+    _replace_chunks(store, [cid for name in [*updated, *deleted] for cid in old_files[name].chunk_ids], chunks, vectors)
     manifest = Manifest(
         embedding_model=embedding_model,
         dimension=dimension,
@@ -106,7 +98,7 @@ def ingest(
     for name in [*added, *updated]:
         ids = [c.metadata["chunk_id"] for c in chunks if c.metadata["source"] == name]
         manifest.files[name] = FileRecord(sha256=hashes[name], chunk_ids=ids, roles=roles[name])
-    lexical = index_store.build_lexical(store, previous.lexical if previous else None)
+    lexical = build_lexical(store, previous.lexical if previous else None)
     generation = index_store.save(index_dir, store, manifest, lexical, signing_key)
     report = IngestReport(
         added, updated, deleted, unchanged, len(chunks), manifest.chunk_count, generation, instruction_like
@@ -114,6 +106,32 @@ def ingest(
     for found in instruction_like:
         logger.warning("a passage speaks to the assistant (kept out of answers): %s", found)
     return report
+
+
+def _changes(
+    hashes: dict[str, str], roles: dict[str, list[str]], old_files: dict[str, FileRecord]
+) -> tuple[list[str], list[str], list[str]]:
+    """Added, updated (new content or new roles) and deleted files, against the previous manifest."""
+    added = sorted(name for name in hashes if name not in old_files)
+    updated = sorted(
+        name
+        for name in hashes
+        if name in old_files and (old_files[name].sha256, old_files[name].roles) != (hashes[name], roles[name])
+    )
+    deleted = sorted(name for name in old_files if name not in hashes)
+    return added, updated, deleted
+
+
+def _replace_chunks(store: FAISS, stale: list[str], chunks: list[Document], vectors: list[list[float]]) -> None:
+    """Take the chunks of changed and deleted files out of ``store`` and add the new ones."""
+    if stale:
+        store.delete(stale)
+    if chunks:
+        store.add_embeddings(
+            list(zip([c.page_content for c in chunks], vectors, strict=True)),
+            metadatas=[c.metadata for c in chunks],
+            ids=[c.metadata["chunk_id"] for c in chunks],
+        )
 
 
 def _mark_instructions(chunks: list) -> list[str]:

@@ -92,7 +92,7 @@ class LexicalIndex:
         cls, chunk_ids: Sequence[str], texts: Sequence[str], previous: LexicalIndex | None = None
     ) -> LexicalIndex:
         """Index ``texts``; terms of chunks already in ``previous`` are reused, not re-analysed."""
-        import bm25s
+        bm25s = _bm25s()
 
         reusable = previous is not None and previous.analyzer == ANALYZER
         known = dict(zip(previous.chunk_ids, previous.chunk_terms, strict=True)) if reusable else {}
@@ -113,7 +113,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        import bm25s
+        bm25s = _bm25s()
 
         target = folder / FOLDER
         data = json.loads((target / _TERMS).read_text(encoding="utf-8"))
@@ -151,3 +151,14 @@ class LexicalIndex:
         """BM25 scores of ``query`` for every chunk; None when it shares no term with the index."""
         query_terms = [t for t in terms(query) if t in self.model.vocab_dict] if self.chunk_ids else []
         return self.model.get_scores(query_terms) if query_terms else None
+
+
+def _bm25s():
+    """``bm25s``, its logger put back under the application's level: it sets itself to DEBUG when
+    imported, which printed "DEBUG Building index from tokens" at every ingest and start."""
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s

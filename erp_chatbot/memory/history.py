@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_to_dict, messages_from_dict
 
@@ -245,3 +245,14 @@ def build_history(settings: MemorySettings) -> ChatHistoryStore:
         return RedisChatHistory(settings)
     logger.warning("memory.redis_url is not set: chat history is kept in this process only and lost on restart")
     return InMemoryChatHistory(settings)
+
+
+def history_state(history: ChatHistoryStore) -> dict[str, Any]:
+    """For ``/health``: which store keeps histories, and whether it answers now."""
+    ping = getattr(history, "ping", None)
+    if ping is None:
+        return {"backend": "in-process", "ok": True}
+    try:
+        return {"backend": "redis", "ok": bool(ping())}
+    except Exception as error:
+        return {"backend": "redis", "ok": False, "error": str(error)}

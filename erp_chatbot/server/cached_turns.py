@@ -3,7 +3,7 @@
 A response-cache hit that goes through LangServe's request handling and the chain's runnables
 costs far more than the cache lookup itself: 39.3 ms against 2.38 ms for a bare FastAPI endpoint
 returning the same JSON, and 3.56 ms answered here (one run, bench/README.md). This ASGI middleware answers
-``POST <path>/invoke`` for a session's first question from ``ERPChatbot.cached_first_turn``, in the
+``POST <path>/invoke`` for a session's first question from the response cache (``cached_first_turn``), in the
 shape LangServe returns, after the same checks (the guards before it, the session id, the session's
 owner). Everything else (follow-ups, misses, any other request shape, anything that fails) goes on
 to LangServe unchanged, so its answers, errors and schemas stay the reference.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -85,12 +86,37 @@ class ServeCachedTurns:
         try:
             if not self.chatbot.history.claim(session_id, identity.user):
                 return None  # the chain's path answers 403
-            return self.chatbot.cached_first_turn(question, session_id, list(identity.roles))
+            return cached_first_turn(self.chatbot, question, session_id, list(identity.roles))
         except HistoryUnavailable:
             return None
         except Exception:  # a cache fault must never fail a request: the chain answers it
             logger.exception("serving a cached first turn failed; the chain answers instead")
             return None
+
+
+def cached_first_turn(chatbot: ERPChatbot, question: str, session_id: str, roles: list[str]) -> dict[str, Any] | None:
+    """The chain's output for a session's first question, straight from the response cache, with
+    the turn stored; None (the chain must answer) for a follow-up, a miss or no cache.
+
+    Skips the chain's runnables and retrieval (``AnswerCache.turn_key`` says why that is safe).
+    """
+    chatbot.current_chain()  # notices a new registry version first: the model is part of the key
+    if chatbot.cache is None or chatbot.history.messages(session_id):
+        return None
+    start = time.perf_counter()
+    output = chatbot.cache.get_turn(chatbot.cache.turn_key(question, roles, chatbot.index.version, chatbot.chain_id))
+    if output is None:
+        return None
+    output = {
+        **output,
+        "question": question,
+        "standalone_question": question.strip(),
+        "retrieval_seconds": 0.0,
+        "cached": True,
+    }
+    chatbot.history.add_turn(session_id, question, output["answer"])
+    chatbot.metrics.record_answer(output, time.perf_counter() - start, chatbot.model_version or "unknown")
+    return output
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -169,6 +169,27 @@ def test_roles_in_a_config_url_are_ignored_too(keyed_server):
     assert refused.status_code == 422
 
 
+def test_the_chat_view_answers_with_the_callers_roles_and_sessions(keyed_server):
+    """The chat route needs a key, reads only what the key's roles allow (roles sent are ignored),
+    and cannot continue another user's session."""
+    url, users = keyed_server
+    chat = {"input": {"messages": [{"type": "human", "content": QUESTION}]}}
+
+    def post(key: str | None, **config) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        payload = {**chat, "config": {"configurable": config}} if config else chat
+        return httpx.post(f"{url}/erp/chat/invoke", json=payload, headers=headers, timeout=120)
+
+    assert post(None).status_code == 401
+    alice = post(users["alice"])
+    assert alice.status_code == 200 and "(finance/approval-limits.md)" in alice.json()["output"]
+    bob = post(users["bob"], roles=["finance", "*"])
+    assert bob.status_code == 200 and "approval-limits" not in bob.json()["output"] and SECRET not in bob.text
+    session = f"chat-owned-{uuid.uuid4().hex}"
+    assert post(users["alice"], session_id=session).status_code == 200
+    assert post(users["bob"], session_id=session).status_code == 403
+
+
 def test_a_session_belongs_to_the_user_who_started_it(keyed_server, redis_client):
     url, users = keyed_server
     session = f"owned-{uuid.uuid4().hex}"

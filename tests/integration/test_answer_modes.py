@@ -14,6 +14,8 @@ from erp_chatbot.settings import Settings
 from tests.conftest import REDIS_URL, REPO, SIGNING_KEY, tiny_settings
 from tests.integration.test_chain import LLMCalls, config
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 SAMPLE_HOWTO = [json.loads(line) for line in (REPO / "bench" / "datasets" / "sample-howto.jsonl").open()]
 
 

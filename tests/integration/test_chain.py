@@ -137,7 +137,7 @@ def test_a_team_glossary_replaces_the_bundled_one(tmp_path, tiny_lm_dir, e5_dir,
     retrieval["translation_glossary"] = "builtin"
     settings = tiny_settings(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir, retrieval=retrieval)
     bundled = ERPChatbot.from_settings(settings)
-    assert bundled._chain_id != bot._chain_id  # cached first turns are not shared across glossaries
+    assert bundled.chain_id != bot.chain_id  # cached first turns are not shared across glossaries
 
 
 def test_a_glossary_that_cannot_be_read_stops_the_bot_with_the_setting_to_fix(

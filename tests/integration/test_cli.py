@@ -5,26 +5,30 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from erp_chatbot.cli import load_settings
 from tests.conftest import REDIS_URL, SAMPLE_KNOWLEDGE
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+
+def run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "from erp_chatbot.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
+        input=stdin,
     )
 
 
 def test_help_lists_every_command():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("ingest", "ask", "serve", "train", "settings", "models", "keys", "eval"):
+    for command in ("ingest", "ask", "chat", "serve", "train", "settings", "models", "keys", "eval"):
         assert command in result.stdout
     groups = {"models": ("list", "import", "activate", "rollback"), "eval": ("retrieval", "answers")}
     for group, commands in groups.items():
@@ -61,6 +65,7 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
     )
     ingested = run("ingest", str(docs), "--config", str(config), "--json")
     assert ingested.returncode == 0, ingested.stderr
+    assert "DEBUG" not in ingested.stderr  # bm25s sets its own logger to DEBUG; the default level is WARNING
     report = json.loads(ingested.stdout)
     assert len(report["added"]) == 4 and report["chunks_total"] > 0
 
@@ -71,6 +76,34 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert answer["sources"][0]["source"] == "expense-claims.ko.md" and answer["session_id"] == session_id
+
+    streamed = run("ask", "경비 보고서는 언제까지 제출하나요?", "--config", str(config))
+    assert streamed.returncode == 0, streamed.stderr
+    text, _, sources = streamed.stdout.partition("\n  - ")
+    assert text.strip() and sources.startswith("경비") and "expense-claims.ko.md" in sources
+
+
+def test_chat_keeps_one_session(tmp_path, tiny_lm_dir, e5_dir, session_id, redis_client):
+    """Two questions typed into ``chat`` are two turns of one session, each answered with its sources."""
+    config = tmp_path / "erp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "llm": {"model_path": str(tiny_lm_dir), "max_new_tokens": 8, "temperature": 0},
+                "embeddings": {"model_path": str(e5_dir)},
+                "knowledge": {"index_dir": str(tmp_path / "index")},
+                "memory": {"redis_url": REDIS_URL},
+            }
+        )
+    )
+    assert run("ingest", str(SAMPLE_KNOWLEDGE / "hr"), "--config", str(config), "--json").returncode == 0
+    questions = "경비 보고서는 언제까지 제출하나요?\n그럼 누가 승인해?\n"
+    chatted = run("chat", "--config", str(config), "--session", session_id, stdin=questions)
+    assert chatted.returncode == 0, chatted.stderr
+    assert chatted.stdout.count("\n  - ") >= 2 and session_id in chatted.stderr
+    history = redis_client.lrange(f"context:{session_id}", 0, -1)
+    assert len(history) == 4  # two questions, two answers
 
 
 def test_errors_are_one_clear_line(tmp_path):
@@ -114,3 +147,33 @@ def test_keys_add_list_revoke(tmp_path):
     assert APIKeys(keys_file).authenticate(key) is None
     unset = run("keys", "list", env={k: v for k, v in os.environ.items() if not k.startswith("ERP_ACCESS")})
     assert unset.returncode != 0 and "access.api_keys_file" in unset.stderr
+
+
+def test_serve_demo_says_what_it_does_and_when_it_is_ready(tmp_path):
+    """A first start in a fresh home: steps announced, then one ``ready`` line with the chat URL;
+    no DEBUG lines and no progress bars for sub-second steps at the default level."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ERP_HOME": str(tmp_path), "ERP_MEMORY__REDIS_URL": REDIS_URL}
+    command = [sys.executable, "-c", "from erp_chatbot.cli import main; main()", "serve", "--demo", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not any(line.startswith("ready:") for line in lines):
+            line = server.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    output = "".join(lines)
+    assert f"ready: chat at http://127.0.0.1:{port}/erp/chat/playground/" in output, output
+    assert "indexing the bundled sample knowledge" in output and "loading the models" in output
+    assert "DEBUG" not in output and "Loading weights" not in output, output

@@ -10,6 +10,8 @@ from erp_chatbot import ERPChatbot
 from erp_chatbot.models import demo
 from tests.conftest import REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 TEXTS = [
     "재고 이동은 어디서 확인하나요?",
     "How do I approve a vendor bill?",

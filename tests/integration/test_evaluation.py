@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from prometheus_client import generate_latest
 
@@ -12,6 +13,8 @@ from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.monitoring.gpu import GPUCollector
 from erp_chatbot.monitoring.metrics import ChatMetrics
 from tests.conftest import SAMPLE_KNOWLEDGE, SIGNING_KEY
+
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
 
 QUERIES = {
     "q1": ("How do I approve a vendor bill?", "purchasing/vendor-bill-approval.en.md"),

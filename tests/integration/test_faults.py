@@ -22,6 +22,8 @@ from erp_chatbot.server.app import create_app
 from erp_chatbot.server.background import running_server
 from tests.conftest import REPO, SAMPLE_KNOWLEDGE, ingest_folder, tiny_settings
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 
 class OwnRedis:
     """A redis-server on a free port that a test may kill, freeze and restart."""

@@ -9,7 +9,8 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from erp_chatbot.knowledge import index as index_store
-from erp_chatbot.knowledge.index import KnowledgeIndexError, cosine_from_distance
+from erp_chatbot.knowledge.index import KnowledgeIndexError
+from erp_chatbot.knowledge.search_index import cosine_from_distance
 from erp_chatbot.knowledge.signing import MissingSigningKey
 from erp_chatbot.knowledge.splitting import indexed_text
 from erp_chatbot.retrievers.erp import ERPRetriever

@@ -8,6 +8,8 @@ from nbclient import NotebookClient
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

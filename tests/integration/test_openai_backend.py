@@ -16,6 +16,8 @@ from erp_chatbot.models.openai_server import LLMServerUnavailable, served_models
 from erp_chatbot.settings import LLMSettings
 from tests.conftest import tiny_settings
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] comes with the dev extra")
 pytest.importorskip("langchain_openai", reason="langchain-openai comes with the openai extra")
 

@@ -25,6 +25,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright comes w
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.demo_llm,
+    pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is needed (scripts/test.sh installs it)"),
 ]
 ARTIFACTS = Path(os.environ.get("ERP_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -111,3 +112,36 @@ def test_a_korean_question_is_answered_with_sources_and_a_follow_up_uses_the_his
     assert second["standalone_question"] != FOLLOW_UP and "청구서" in second["standalone_question"]
     assert redis_client.llen(f"context:{session_id}") == 4
     redis_client.delete(f"context:{session_id}", f"session-owner:{session_id}")
+
+
+MESSAGES = "[...document.querySelectorAll('textarea')].filter(t => t.placeholder !== 'Send a message...')"
+
+
+def chat_turn(page, question: str, answers: int) -> list[str]:
+    """Send ``question`` in the chat view; wait until the ``answers``-th answer has its sources and
+    the page has stopped loading; every message's text, oldest first."""
+    box = page.locator("textarea[placeholder='Send a message...']")
+    box.click()
+    page.keyboard.insert_text(question)
+    page.keyboard.press("Enter")
+    done = f"""() => {MESSAGES}.filter(t => t.value.includes('출처:')).length >= {answers}
+        && !document.querySelector('.animate-spin')"""
+    page.wait_for_function(done, timeout=180_000)
+    return list(reversed(page.evaluate(f"() => {MESSAGES}.map(t => t.value)")))  # the page lists newest first
+
+
+def test_the_chat_view_shows_a_korean_conversation_with_sources(base_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1200}, locale="ko-KR")
+        page.goto(f"{base_url}/erp/chat/playground/")
+        first = chat_turn(page, QUESTION, answers=1)
+        assert first[0] == QUESTION
+        answer, _, sources = first[1].partition("\n\n---\n")
+        assert sum("\uac00" <= ch <= "\ud7a3" for ch in answer) >= 10, "a Korean answer"
+        assert "(purchasing/vendor-bill-approval.ko.md)" in sources
+        messages = chat_turn(page, FOLLOW_UP, answers=2)
+        assert messages[2] == FOLLOW_UP and len(messages) == 4 and "출처:" in messages[3]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "chat-korean-conversation.png", full_page=True)
+        browser.close()

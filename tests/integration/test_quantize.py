@@ -8,6 +8,8 @@ from erp_chatbot.models.llm import build_llm, model_version
 from erp_chatbot.models.quantize import MARKER, ModelQuantizer, marked_quantization
 from erp_chatbot.settings import LLMSettings
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 CPU = CPU_PLACEMENT
 
 

@@ -114,3 +114,50 @@ def test_playground_and_schemas_are_served(base_url):
     schema = httpx.get(f"{base_url}/erp/config_schema").json()
     assert "session_id" in json.dumps(schema)
     assert httpx.get(f"{base_url}/erp/input_schema").json()["required"] == ["question"]
+
+
+def chat(messages: list[tuple[str, str]]) -> dict:
+    return {"input": {"messages": [{"type": kind, "content": text} for kind, text in messages]}}
+
+
+def test_chat_answers_a_conversation_with_its_sources(base_url, redis_client):
+    """The chat view's route: the conversation in (no config: the page sends none), the answer
+    then its sources; the earlier turns become the new session's history."""
+    question = "재고 이동은 어디서 확인하나요?"
+    first = httpx.post(f"{base_url}/erp/chat/invoke", json=chat([("human", question)]), timeout=60)
+    assert first.status_code == 200, first.text
+    answer, _, sources = first.json()["output"].partition("\n\n---\n")
+    assert answer.strip() and sources.startswith("출처:") and "(inventory/stock-moves.ko.md)" in sources
+
+    conversation = [("human", question), ("ai", first.json()["output"]), ("human", "그럼 취소는?")]
+    before = set(redis_client.scan_iter("context:chat-*"))
+    follow_up = httpx.post(f"{base_url}/erp/chat/invoke", json=chat(conversation), timeout=60)
+    assert follow_up.status_code == 200, follow_up.text
+    (session,) = set(redis_client.scan_iter("context:chat-*")) - before  # one new session
+    stored = redis_client.lrange(session, 0, -1)  # newest first: the new turn, then the seeded one
+    assert len(stored) == 4 and "그럼 취소는?".encode() in stored[1] and question.encode() in stored[3]
+    assert not any(b"\n\n---\n" in item for item in stored)  # seeded without its sources
+    redis_client.delete(session)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        chat([]),
+        chat([("human", "How do I count stock?"), ("ai", "Like this.")]),
+        chat([("human", "   ")]),
+        chat([("robot", "How do I count stock?")]),
+        {"input": {"messages": "How do I count stock?"}},
+    ],
+)
+def test_chat_refuses_what_is_not_a_conversation_ending_with_a_question(base_url, payload, redis_client):
+    before = set(redis_client.scan_iter("session-owner:chat-*"))
+    response = httpx.post(f"{base_url}/erp/chat/invoke", json=payload, timeout=30)
+    assert response.status_code == 422, response.text
+    assert set(redis_client.scan_iter("session-owner:chat-*")) == before  # a refused request claims nothing
+
+
+def test_root_links_the_chat_view_and_the_prompt_playground(base_url):
+    page = httpx.get(f"{base_url}/").text
+    assert 'href="/erp/chat/playground/"' in page and 'href="/erp/playground/"' in page
+    assert httpx.get(f"{base_url}/erp/chat/playground/index.html").status_code == 200

@@ -10,6 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from erp_chatbot.training.lora import TrainingDataError, load_pairs
 
+pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
+
 PAIRS = [
     ("How do I approve a vendor bill?", "Open Accounting > Vendors > Bills and click Approve."),
     ("Where are stock moves?", "Open Inventory > Reporting > Stock Moves."),

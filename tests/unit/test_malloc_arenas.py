@@ -11,7 +11,7 @@ import pytest
 COUNT_ARENAS = textwrap.dedent(
     """
     import ctypes, sys, tempfile, threading
-    from erp_chatbot.server.app import tune_malloc
+    from erp_chatbot.server.malloc import tune_malloc
 
     tune_malloc(None if sys.argv[1] == "none" else int(sys.argv[1]), None)
     held, started = [], threading.Barrier(8)
@@ -59,7 +59,7 @@ def test_the_cap_holds_threads_to_its_arenas():
 MAPPED_AFTER_REUSE = textwrap.dedent(
     """
     import ctypes, sys
-    from erp_chatbot.server.app import tune_malloc
+    from erp_chatbot.server.malloc import tune_malloc
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in
