@@ -164,6 +164,7 @@ def test_answers_grounding_flags_are_not_cached(
     assert out["cached"] and out["answer"].strip() == vague.text and out["grounding"]["note"].strip() in vague.text
 
 
+@pytest.mark.slow  # builds several indexes and chatbots: ~20 s
 def test_changed_model_settings_or_index_never_get_old_answers(tmp_path, tiny_lm_dir, e5_dir, embeddings, cache_prefix):
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLE_KNOWLEDGE / "invoicing", docs)

@@ -423,6 +423,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.slow  # builds several indexes and chatbots: ~20 s
 def test_by_default_an_index_rewritten_with_fresh_checksums_is_refused_unread(tmp_path, tiny_lm_dir, e5_dir):
     # #31: without knowledge.signing_key, a rewritten index.pkl with its checksum recomputed in
     # manifest.json ran code when loaded.
@@ -451,6 +452,7 @@ def test_by_default_an_index_rewritten_with_fresh_checksums_is_refused_unread(tm
     assert not marker.exists()
 
 
+@pytest.mark.slow  # builds several indexes and chatbots: ~20 s
 def test_an_unsigned_index_is_refused_by_settings_and_rebuilt_by_ingest(tmp_path, tiny_lm_dir, e5_dir, embeddings):
     from erp_chatbot import ERPChatbot
     from erp_chatbot.knowledge.ingest import ingest_with_settings
