@@ -13,6 +13,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
+from erp_chatbot.chains.respond import merge_chunks
 from erp_chatbot.schemas import ChatMessage
 
 _SOURCES = {"en": "Sources", "ko": "출처"}
@@ -25,7 +26,7 @@ def chat_runnable(current_chain: Callable[[], Runnable], conversation: type) -> 
     def chat(inputs: Any, config: RunnableConfig) -> Iterator[str]:
         output: dict = {}
         for chunk in current_chain().stream({"question": question_of(inputs)}, config):
-            output = {**output, **{k: v for k, v in chunk.items() if k != "answer"}}
+            output = merge_chunks(output, chunk)
             if chunk.get("answer"):
                 yield chunk["answer"]
         yield after_answer(output)
@@ -33,7 +34,7 @@ def chat_runnable(current_chain: Callable[[], Runnable], conversation: type) -> 
     async def achat(inputs: Any, config: RunnableConfig) -> AsyncIterator[str]:
         output: dict = {}
         async for chunk in current_chain().astream({"question": question_of(inputs)}, config):
-            output = {**output, **{k: v for k, v in chunk.items() if k != "answer"}}
+            output = merge_chunks(output, chunk)
             if chunk.get("answer"):
                 yield chunk["answer"]
         yield after_answer(output)

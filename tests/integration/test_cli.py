@@ -48,9 +48,8 @@ def test_models_import_reports_progress_and_json(tmp_path, tiny_lm_dir):
     assert state["active"] == version["id"]
 
 
-def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
-    docs = tmp_path / "docs"
-    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs)
+def tiny_config(tmp_path, tiny_lm_dir, e5_dir):
+    """A settings file for the tiny model, real e5 and Redis, with its own home and index."""
     config = tmp_path / "erp.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -63,6 +62,13 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
             }
         )
     )
+    return config
+
+
+def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_KNOWLEDGE / "hr", docs)
+    config = tiny_config(tmp_path, tiny_lm_dir, e5_dir)
     ingested = run("ingest", str(docs), "--config", str(config), "--json")
     assert ingested.returncode == 0, ingested.stderr
     assert "DEBUG" not in ingested.stderr  # bm25s sets its own logger to DEBUG; the default level is WARNING
@@ -85,18 +91,7 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
 
 def test_chat_keeps_one_session(tmp_path, tiny_lm_dir, e5_dir, session_id, redis_client):
     """Two questions typed into ``chat`` are two turns of one session, each answered with its sources."""
-    config = tmp_path / "erp.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "home": str(tmp_path / "home"),
-                "llm": {"model_path": str(tiny_lm_dir), "max_new_tokens": 8, "temperature": 0},
-                "embeddings": {"model_path": str(e5_dir)},
-                "knowledge": {"index_dir": str(tmp_path / "index")},
-                "memory": {"redis_url": REDIS_URL},
-            }
-        )
-    )
+    config = tiny_config(tmp_path, tiny_lm_dir, e5_dir)
     assert run("ingest", str(SAMPLE_KNOWLEDGE / "hr"), "--config", str(config), "--json").returncode == 0
     questions = "경비 보고서는 언제까지 제출하나요?\n그럼 누가 승인해?\n"
     chatted = run("chat", "--config", str(config), "--session", session_id, stdin=questions)
