@@ -128,7 +128,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port")] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Serve the chain over HTTP (LangServe) with its playground at /erp/playground/."""
+    """Serve the chain over HTTP (LangServe), the chat view at /chat/ and the playground at /erp/playground/."""
     from erp_chatbot.server.app import create_app
 
     setup_logging(verbose)
@@ -141,8 +141,8 @@ def serve(
     )
     settings = settings.model_copy(update={"server": server})
     typer.echo("loading the models (the demo's first start prepares them once, about a minute)...", err=True)
-    url = f"http://{server.host}:{server.port}{server.path}"
-    ready = f"ready: chat at {url}/chat/playground/ (prompt playground: {url}/playground/)"
+    url = f"http://{server.host}:{server.port}"
+    ready = f"ready: chat at {url}/chat/ (prompt playground: {url}{server.path}/playground/)"
     level = "debug" if verbose else "warning"
     app = create_app(settings=settings)
     _AnnouncingServer(uvicorn.Config(app, server.host, server.port, log_level=level), ready).run()

@@ -1,5 +1,6 @@
 """``create_app``: the chain at ``/erp`` (LangServe, playground included), in OpenAI's shape at
-``/v1/chat/completions``, and the operations routes (``/health``, ``/metrics``, ``/feedback``).
+``/v1/chat/completions``, the chat view at ``/chat/``, and the operations routes (``/health``,
+``/metrics``, ``/feedback``).
 
 Every request passes the guards (``guards``): deadline, API key or loopback, rate, body size and
 JSON. The caller's identity then fixes the chain's config (``callers``).
@@ -20,6 +21,7 @@ from erp_chatbot.server.auth import APIKeys, Identity, is_loopback
 from erp_chatbot.server.cached_turns import ServeCachedTurns
 from erp_chatbot.server.callers import CallerBinding
 from erp_chatbot.server.chain_routes import add_chain_routes
+from erp_chatbot.server.chat_page import chat_page_router
 from erp_chatbot.server.errors import add_error_handlers
 from erp_chatbot.server.feedback import FeedbackGrants
 from erp_chatbot.server.guards import Authenticate, CheckBody, Deadline, RateLimit
@@ -47,6 +49,7 @@ def create_app(chatbot: ERPChatbot | None = None, settings: Settings | None = No
     add_chain_routes(app, chatbot, settings.server.path, callers)
     add_openai_routes(app, chatbot, callers.bind)
     app.include_router(ops_router(chatbot, settings, grants))
+    app.include_router(chat_page_router(settings.server.path))
     add_error_handlers(app)
     _add_guards(app, chatbot, settings, keys, grants)
     return app

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from erp_chatbot.server.auth import APIKeys, Identity, is_loopback, key_from_headers
+from erp_chatbot.server.chat_page import OPEN_PAGES
 from erp_chatbot.settings import MemorySettings
 
 Scope = MutableMapping[str, Any]
@@ -60,7 +61,7 @@ class Authenticate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         identity = self._identify(scope)
-        if identity is None and not scope["path"].startswith(OPEN_PATHS):
+        if identity is None and not (scope["path"].startswith(OPEN_PATHS) or scope["path"] in OPEN_PAGES):
             if self.keys is None:
                 return await send_error(
                     send, 403, "API keys are required beyond loopback: set access.api_keys_file (erp-chatbot keys add)"

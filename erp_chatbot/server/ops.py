@@ -1,4 +1,4 @@
-"""Operations routes: ``/health``, ``/metrics``, ``/feedback``, and ``/`` (links to the two playgrounds)."""
+"""Operations routes: ``/health``, ``/metrics``, ``/feedback``, and ``/`` (links to the chat view and playgrounds)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ _ROOT_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>erp-chat
 <h1>erp-chatbot</h1>
 <p>Answers ERP questions from your documents, in Korean and English.</p>
 <ul>
-<li><a href="{path}/chat/playground/">Chat</a>: ask, and ask follow-ups; each answer shows its sources.</li>
+<li><a href="/chat/">Chat</a>: ask, and ask follow-ups; answers rendered, with their sources.</li>
+<li><a href="{path}/chat/playground/">Chat playground</a>: LangServe's chat view of the same chain (plain text).</li>
 <li><a href="{path}/playground/">Prompt playground</a>: the chain's whole output (sources, grounding),
 with the session id under <em>Configurable</em>.</li>
 <li><a href="/docs">API</a></li>
@@ -64,7 +65,7 @@ def ops_router(chatbot: ERPChatbot, settings: Settings, grants: FeedbackGrants) 
 
     @router.get("/", include_in_schema=False)
     def root() -> HTMLResponse:
-        """The two pages: the chat view for asking, the prompt playground for experiments."""
+        """The pages: the chat view for asking, the playgrounds for experiments."""
         return HTMLResponse(_ROOT_PAGE.format(path=html.escape(settings.server.path)))
 
     return router

@@ -129,6 +129,17 @@ def test_requests_without_a_valid_key_are_refused(keyed_server):
     assert httpx.get(f"{url}/health").status_code == 200  # probes need no key
 
 
+def test_the_chat_page_loads_without_a_key_but_its_questions_need_one(keyed_server):
+    url, users = keyed_server
+    assert httpx.get(f"{url}/chat/").status_code == 200  # a browser cannot send a key when it opens a page
+    assert httpx.get(f"{url}/chat/chat.js").status_code == 200
+    for path in ("/chat/other", "/chat", "/chat/../erp/playground/"):
+        assert httpx.get(f"{url}{path}").status_code == 401, path  # those two paths exactly, nothing under them
+    session, question = f"chat-{uuid.uuid4().hex}", "Where do I see stock moves?"  # not the cached QUESTION
+    assert ask(url, None, session, question, endpoint="stream").status_code == 401
+    assert ask(url, users["bob"], session, question, endpoint="stream").status_code == 200
+
+
 def test_a_user_without_finance_never_receives_finance_text(keyed_server, redis_client):
     url, users = keyed_server
     alice = ask(url, users["alice"], f"a-{uuid.uuid4().hex}")

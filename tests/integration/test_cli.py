@@ -169,6 +169,9 @@ def test_serve_demo_says_what_it_does_and_when_it_is_ready(tmp_path):
         server.terminate()
         server.wait(timeout=30)
     output = "".join(lines)
-    assert f"ready: chat at http://127.0.0.1:{port}/erp/chat/playground/" in output, output
+    assert (
+        f"ready: chat at http://127.0.0.1:{port}/chat/ (prompt playground: http://127.0.0.1:{port}/erp/playground/)"
+        in output
+    ), output
     assert "indexing the bundled sample knowledge" in output and "loading the models" in output
     assert "DEBUG" not in output and "Loading weights" not in output, output

@@ -1,6 +1,7 @@
-"""The LangServe playground of the running app, driven in headless Chromium (Debian's, through
-Playwright): a Korean question typed into the form, its answer streamed onto the page with its
-sources, and a follow-up in the same session that uses the history.
+"""The pages of the running app, driven in headless Chromium (Debian's, through Playwright): in the
+LangServe playground, a Korean question typed into the form, its answer streamed onto the page with
+its sources, and a follow-up in the same session that uses the history; in the chat view
+(``/chat/``), a Korean conversation rendered as Markdown with its sources.
 
 The bundled 0.5B Qwen (llama.cpp) answers, so the page shows a real Korean answer. A screenshot of
 the answered page is kept in ``test-artifacts/`` (``ERP_TEST_ARTIFACTS`` to put it elsewhere).
@@ -114,34 +115,53 @@ def test_a_korean_question_is_answered_with_sources_and_a_follow_up_uses_the_his
     redis_client.delete(f"context:{session_id}", f"session-owner:{session_id}")
 
 
-MESSAGES = "[...document.querySelectorAll('textarea')].filter(t => t.placeholder !== 'Send a message...')"
-
-
-def chat_turn(page, question: str, answers: int) -> list[str]:
-    """Send ``question`` in the chat view; wait until the ``answers``-th answer has its sources and
-    the page has stopped loading; every message's text, oldest first."""
-    box = page.locator("textarea[placeholder='Send a message...']")
+def chat_turn(page, question: str, answers: int) -> dict:
+    """Send ``question`` in the chat view and wait until the ``answers``-th answer is complete; that
+    answer's rendered parts."""
+    box = page.locator("#question")
     box.click()
     page.keyboard.insert_text(question)
     page.keyboard.press("Enter")
-    done = f"""() => {MESSAGES}.filter(t => t.value.includes('출처:')).length >= {answers}
-        && !document.querySelector('.animate-spin')"""
-    page.wait_for_function(done, timeout=180_000)
-    return list(reversed(page.evaluate(f"() => {MESSAGES}.map(t => t.value)")))  # the page lists newest first
+    page.wait_for_function(f"document.querySelectorAll('.assistant[data-done]').length >= {answers}", timeout=180_000)
+    turn = page.locator(".assistant").nth(answers - 1)
+    assert turn.get_attribute("data-done") == "true", turn.inner_text()
+    return {
+        "answer": turn.locator(".answer").inner_text(),
+        "markup": turn.locator(".answer").inner_html(),
+        "sources": turn.locator(".sources li").all_inner_texts(),
+    }
 
 
-def test_the_chat_view_shows_a_korean_conversation_with_sources(base_url):
+def test_the_chat_view_shows_a_korean_conversation_rendered_with_sources(base_url, redis_client):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1200}, locale="ko-KR")
-        page.goto(f"{base_url}/erp/chat/playground/")
+        page.goto(f"{base_url}/chat/")
         first = chat_turn(page, QUESTION, answers=1)
-        assert first[0] == QUESTION
-        answer, _, sources = first[1].partition("\n\n---\n")
-        assert sum("\uac00" <= ch <= "\ud7a3" for ch in answer) >= 10, "a Korean answer"
-        assert "(purchasing/vendor-bill-approval.ko.md)" in sources
-        messages = chat_turn(page, FOLLOW_UP, answers=2)
-        assert messages[2] == FOLLOW_UP and len(messages) == 4 and "출처:" in messages[3]
+        assert sum("\uac00" <= ch <= "\ud7a3" for ch in first["answer"]) >= 10, "a Korean answer"
+        assert "**" not in first["answer"] and ("<strong>" in first["markup"] or "<em>" in first["markup"])
+        assert "<li>" in first["markup"], "the section's steps as a rendered list"
+        assert any("purchasing/vendor-bill-approval.ko.md" in source for source in first["sources"])
+        second = chat_turn(page, FOLLOW_UP, answers=2)
+        assert second["sources"] and page.locator(".user").all_inner_texts() == [QUESTION, FOLLOW_UP]
+        session = page.evaluate("sessionId")
+        assert redis_client.llen(f"context:{session}") == 4, "both turns in the page's one session"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=ARTIFACTS / "chat-korean-conversation.png", full_page=True)
+        redis_client.delete(f"context:{session}", f"session-owner:{session}")
         browser.close()
+
+
+HOSTILE = "1. **Approve** `Bills`\n2. <img src=x onerror=alert(1)> [x](javascript:alert(1))\n\n- one\n- two"
+
+
+def test_the_chat_views_markdown_renders_steps_and_escapes_html(base_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{base_url}/chat/")
+        html = page.evaluate("(text) => renderMarkdown(text)", HOSTILE)
+        browser.close()
+    assert '<ol start="1">' in html and "<li><strong>Approve</strong> <code>Bills</code></li>" in html
+    assert "<ul>" in html and "<li>two</li>" in html
+    assert "<img" not in html and "&lt;img" in html and 'href="javascript' not in html

@@ -157,7 +157,16 @@ def test_chat_refuses_what_is_not_a_conversation_ending_with_a_question(base_url
     assert set(redis_client.scan_iter("session-owner:chat-*")) == before  # a refused request claims nothing
 
 
-def test_root_links_the_chat_view_and_the_prompt_playground(base_url):
+def test_root_links_the_chat_view_and_the_playgrounds(base_url):
     page = httpx.get(f"{base_url}/").text
-    assert 'href="/erp/chat/playground/"' in page and 'href="/erp/playground/"' in page
+    assert 'href="/chat/"' in page and 'href="/erp/chat/playground/"' in page and 'href="/erp/playground/"' in page
     assert httpx.get(f"{base_url}/erp/chat/playground/index.html").status_code == 200
+
+
+def test_the_chat_view_is_a_page_of_ours_that_asks_the_chain_it_is_served_with(base_url):
+    page = httpx.get(f"{base_url}/chat/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<meta name="erp-path" content="/erp">' in page.text and '<script src="chat.js">' in page.text
+    assert "://" not in page.text.replace('href="../"', ""), "nothing is fetched from elsewhere"
+    script = httpx.get(f"{base_url}/chat/chat.js")
+    assert script.headers["content-type"].startswith("text/javascript") and "${chainPath}/stream" in script.text
