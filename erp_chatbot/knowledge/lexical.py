@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 FOLDER = "bm25"
 _TERMS = "terms.json"  # {"analyzer": ANALYZER, "rows": [[chunk_id, [term, ...]], ...]} in FAISS row order
-ANALYZER = 3  # bump when ``terms`` changes: stored terms of another version are not reused
+ANALYZER = 2  # bump when ``terms`` changes: stored terms of another version are not reused
 # Korean content morphemes: nouns, numerals, pronouns, verb/adjective roots, roots, hanja. Latin
 # words and digits are taken by a regular expression instead: Kiwi splits "goods." into "go" + "ods.".
 _KOREAN_KEEP = ("NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "XR", "SH")
@@ -71,11 +71,7 @@ def _latin_terms(text: str) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    """A light English stemmer: plurals, -ing, -ed, a final -e, and the -al of nouns made from verbs
-    (approve, approved, approving, approval -> approv; removal, reversal, renewal); other -al words
-    (manual, journal, total) stay whole."""
-    if word.endswith(("val", "sal", "wal")) and len(word) >= 7:
-        return word[:-2]
+    """A light English stemmer: plurals, -ing, -ed and a final -e (approve, approved, approving -> approv)."""
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("e", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
             return word[: -len(suffix)] + keep

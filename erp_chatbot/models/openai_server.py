@@ -6,7 +6,8 @@ The app then loads no LLM weights; prompts, grounding, cache and metrics stay th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
 
 from erp_chatbot.settings import LLMSettings
 
@@ -23,11 +24,7 @@ class LLMServerUnavailable(RuntimeError):
 def build_openai_chat(settings: LLMSettings) -> ChatOpenAI:
     """``ChatOpenAI`` at ``llm.base_url`` with the chat decoding settings; the model name is asked
     of the server when ``llm.served_model`` is unset."""
-    try:
-        from langchain_openai import ChatOpenAI
-    except ImportError as error:
-        raise ImportError("llm.backend is openai: install the extra, pip install 'erp-chatbot[openai]'") from error
-    return ChatOpenAI(
+    return _served_chat_class()(
         base_url=settings.base_url,
         api_key=_key(settings),
         model=settings.served_model or served_models(settings)[0],
@@ -37,6 +34,26 @@ def build_openai_chat(settings: LLMSettings) -> ChatOpenAI:
         timeout=settings.request_timeout_seconds,
         max_retries=1,
     )
+
+
+@functools.cache
+def _served_chat_class() -> type[ChatOpenAI]:
+    """``ChatOpenAI`` that sends the token cap as ``max_tokens``: LangChain's client renames it to
+    OpenAI's newer ``max_completion_tokens``, which self-hosted servers (llama.cpp's, TGI, older
+    vLLM) ignore, so answers and rewrites ran on to the end of the context."""
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as error:
+        raise ImportError("llm.backend is openai: install the extra, pip install 'erp-chatbot[openai]'") from error
+
+    class ServedChatOpenAI(ChatOpenAI):
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if "max_completion_tokens" in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
+            return payload
+
+    return ServedChatOpenAI
 
 
 def served_models(settings: LLMSettings) -> list[str]:

@@ -80,6 +80,18 @@ def test_the_served_model_answers_through_the_same_chain(chatbot, session_id):
     assert answer.timings["first_token"] < answer.timings["total"]
 
 
+def test_the_token_cap_reaches_the_server(chatbot):
+    """Self-hosted servers (llama.cpp's, TGI, older vLLM) read ``max_tokens``; LangChain's client sends
+    OpenAI's newer ``max_completion_tokens``, which they ignore: every answer and rewrite then ran to
+    the end of the context (this module's follow-up test took ten minutes)."""
+    from erp_chatbot.models.llm import greedy_capped
+
+    reply = greedy_capped(chatbot.llm, 5).invoke("Count from 1 to 300, one number per line.")
+    assert reply.usage_metadata["output_tokens"] <= 5, reply.content[:200]
+    answer = chatbot.llm.invoke("Count from 1 to 300, one number per line.")
+    assert answer.usage_metadata["output_tokens"] <= 60  # llm.max_new_tokens
+
+
 def test_streaming_and_follow_ups_use_the_server(chatbot, session_id):
     chatbot.ask("공급업체 청구서는 어떻게 승인하나요?", session_id)
     pieces = list(chatbot.stream("그럼 반려는 어떻게 해?", session_id))
