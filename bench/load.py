@@ -52,7 +52,7 @@ def start_server(home: Path, port: int, args: argparse.Namespace, prefix: str) -
                 "access": {"api_keys_file": str(home / "keys.yaml")},
                 "knowledge": {"index_dir": str(home / "index")},
                 # 16 clients share each key, and cached answers take milliseconds: the per-key limit
-                # (tests/integration/test_access_control.py tests it) would answer most of them 429
+                # (tests/integration/server/test_access_control.py tests it) would answer most of them 429
                 "server": {"rate_limit_per_minute": None},
             }
         )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install erp-chatbot with its demo models and test tools, make sure Redis answers, run the tests.
-# Usage: ./scripts/test.sh [pytest arguments]
+# Usage: ./scripts/test.sh [pytest arguments]     e.g. ./scripts/test.sh -m 'not slow'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +22,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis did not start" >&2; exit 1; }
 fi
 
-exec python3 -m pytest "$@"
+# Test modules are spread over workers (pytest-xdist): a worker per core while each has ~10 GB of
+# memory (tests/conftest.py), each with its own Redis database. Pass -n 0 to run them in one process.
+exec python3 -m pytest -n auto --dist loadfile "$@"

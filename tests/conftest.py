@@ -20,7 +20,10 @@ SAMPLE_KNOWLEDGE = REPO / "erp_chatbot" / "sample_knowledge"
 SHARED_DATA = REPO.parent / "shared" / "data"
 # The sample page gives this menu path in both UI languages, so an answer may give either.
 STOCK_MOVES_MENU = ("재고 > 보고 > 재고 이동", "Inventory > Reporting > Stock Moves")
-REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Under pytest-xdist each worker has a database of its own, so a test that counts keys sees only its own.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+_DATABASE = int(_WORKER.removeprefix("gw")) + 1 if _WORKER.startswith("gw") else 0
+REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DATABASE}")
 SIGNING_KEY = "test-deployment-key"  # test indexes are signed with it, and settings load them with it
 
 
@@ -166,8 +169,22 @@ def concurrently(function, items):
     return results
 
 
+# The modules that take minutes each (the AutoRAG-ko embedding, three notebook kernels) start first.
+LONGEST_MODULES = ("test_autorag_ko.py", "test_notebooks.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the bundled Qwen or a browser is slow, wherever it lives."""
+    """A test that needs the bundled Qwen or a browser is slow, wherever it lives. The longest and
+    the slow tests run first, so that under pytest-xdist (``scripts/test.sh``) no worker is left
+    with a long module at the end while the others idle, and the quick tests fill the gaps."""
     for item in items:
         if item.get_closest_marker("demo_llm") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: (item.path.name not in LONGEST_MODULES, item.get_closest_marker("slow") is None))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core while each has ~10 GB of memory (a worker holding the demo
+    models and an index peaks near 9 GB), so a 2-core, 24 GB machine runs two and a 16 GB laptop one."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(os.cpu_count() or 1, int(memory_gb // 10)))

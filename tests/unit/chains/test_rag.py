@@ -1,6 +1,6 @@
 """The whole chain's logic in seconds: LangChain's fake chat model, an in-memory history and a stub
-retriever. The same behaviours run against the real parts in tests/integration/test_chain.py and
-test_answer_modes.py."""
+retriever. The same behaviours run against the real parts in tests/integration/chains/test_chain.py and
+tests/integration/chains/test_answer_modes.py."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from erp_chatbot.monitoring.gpu import GPUCollector
 from erp_chatbot.monitoring.metrics import ChatMetrics
-from tests.integration.test_server import base_url, body  # noqa: F401 - base_url is a fixture
+from tests.integration.server.test_server import base_url, body  # noqa: F401 - base_url is a fixture
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -112,7 +112,7 @@ def test_grafana_dashboard_uses_only_metrics_we_export():
     import re
     from pathlib import Path
 
-    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana" / "erp-chatbot.json").read_text())
+    dashboard = json.loads((Path(__file__).parents[3] / "deploy" / "grafana" / "erp-chatbot.json").read_text())
     fake_nvml = SimpleNamespace(
         NVML_TEMPERATURE_GPU=0,
         nvmlDeviceGetCount=lambda: 1,

@@ -100,7 +100,7 @@ def test_the_odoo_bench_config_is_the_demo_profile_over_a_manual(monkeypatch):
     """Benchmarks on the Odoo manual measure what the demo ships, but for a manual's coverage question."""
     for name in ("ERP_CONFIG", "ERP_RETRIEVAL__COVERAGE_QUESTION"):
         monkeypatch.delenv(name, raising=False)
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     demo = Settings.from_yaml(repo / "erp_chatbot" / "profiles" / "demo.yaml")
     odoo = Settings.from_yaml(repo / "bench" / "odoo.yaml")
     assert odoo.llm == demo.llm

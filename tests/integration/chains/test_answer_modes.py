@@ -12,7 +12,7 @@ from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.passages import LEAD
 from erp_chatbot.settings import Settings
 from tests.conftest import REDIS_URL, REPO, SIGNING_KEY, tiny_settings
-from tests.integration.test_chain import LLMCalls, config
+from tests.integration.chains.test_chain import LLMCalls, config
 
 pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
 
