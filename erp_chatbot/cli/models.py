@@ -86,21 +86,21 @@ def import_version(
     as_json: JsonOption = False,
 ) -> None:
     """Add a version (not activated, unless it is the first)."""
-    import tempfile
-
-    from erp_chatbot.models.demo import DEMO_LLMS, assemble_gguf
+    from erp_chatbot.models.demo import demo_llm_path
 
     registry = _registry(config)
     if source is None and not demo:
         raise typer.BadParameter("give a model folder or .gguf file, or --demo")
-    gguf = demo or source.suffix == ".gguf"
-    what = "the demo GGUF" if demo else str(source)
-    step = "joining and converting it into an HF folder, about a minute" if gguf else "copying and checksumming"
+    gguf = not demo and source.suffix == ".gguf"
+    what = "the demo LLM" if demo else str(source)
+    step = "converting it into an HF folder, about a minute" if gguf else "copying and checksumming"
+    if demo:
+        step = "converted once into the models folder, about a minute the first time, then " + step
     typer.echo(f"importing {what} ({step})...", err=True)
     if demo:
-        name = load_settings(config, demo=False).llm.demo_model
-        with tempfile.TemporaryDirectory() as tmp:
-            version = registry.import_gguf(assemble_gguf(DEMO_LLMS[name], Path(tmp) / "demo.gguf"), note or name)
+        settings = load_settings(config, demo=False)
+        prepared = demo_llm_path(settings.models_dir, settings.llm.demo_model)  # shared with the server's demo
+        version = registry.import_folder(prepared, kind="gguf", note=note or settings.llm.demo_model)
     elif gguf:
         version = registry.import_gguf(source, note)
     else:

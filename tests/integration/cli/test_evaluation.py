@@ -78,14 +78,20 @@ def test_eval_refuses_a_folder_that_is_not_beir(tmp_path):
     assert result.returncode == 1 and "not a BEIR folder" in result.stderr
 
 
-def test_demo_gguf_becomes_a_registered_version(tmp_path):
+def test_demo_gguf_becomes_a_registered_version(tmp_path, models_dir):
+    # The demo LLM as the other tests prepared it (converted once in the models folder), imported
+    # into a registry of this test's own.
+    registry = tmp_path / "registry"
+    versions = {"min_free_disk_gb": 0, "registry_dir": str(registry)}
+    settings = {"home": str(models_dir.parent), "model_versions": versions}
     config = tmp_path / "erp.yaml"
-    config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "model_versions": {"min_free_disk_gb": 0}}))
+    config.write_text(yaml.safe_dump(settings))
     result = cli("models", "import", "--demo", "--config", str(config))
     assert result.returncode == 0, result.stderr
     listed = json.loads(cli("models", "list", "--config", str(config), "--json").stdout)
     assert listed["active"] == "v1" and listed["versions"]["v1"]["kind"] == "gguf"
-    assert (tmp_path / "home" / "registry" / "versions" / "v1" / "config.json").is_file()
+    assert listed["versions"]["v1"]["note"] == "qwen2.5-coder-0.5b"
+    assert (registry / "versions" / "v1" / "config.json").is_file()
 
 
 def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir, e5_dir, sample_index_dir):
