@@ -20,15 +20,8 @@ SAMPLE_KNOWLEDGE = REPO / "erp_chatbot" / "sample_knowledge"
 SHARED_DATA = REPO.parent / "shared" / "data"
 # The sample page gives this menu path in both UI languages, so an answer may give either.
 STOCK_MOVES_MENU = ("재고 > 보고 > 재고 이동", "Inventory > Reporting > Stock Moves")
-# Under pytest-xdist each worker has a database of its own, so a test that counts keys sees only its own,
-# and its share of the cores: llama.cpp and torch otherwise spin waiting for cores that another
-# worker holds (a notebook's answers took four times as long). Subprocesses and kernels inherit it.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-CPU_THREADS = max(1, (os.cpu_count() or 1) // _WORKERS) if _WORKERS > 1 else None
-if CPU_THREADS:
-    os.environ.setdefault("OMP_NUM_THREADS", str(CPU_THREADS))
-    os.environ.setdefault("ERP_LLM__CPU_THREADS", str(CPU_THREADS))
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytest-xdist (scripts/test.sh)
+# Each worker has a Redis database of its own, so a test that counts keys sees only its own.
 _DATABASE = int(_WORKER.removeprefix("gw")) + 1 if _WORKER.startswith("gw") else 0
 REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DATABASE}")
 SIGNING_KEY = "test-deployment-key"  # test indexes are signed with it, and settings load them with it

@@ -17,13 +17,13 @@ from erp_chatbot.devices import CPU_PLACEMENT
 from erp_chatbot.models.llama_cpp import LlamaCppChat, defuse_control_tokens
 from erp_chatbot.models.llm import build_llm, greedy_capped
 from erp_chatbot.settings import LLMSettings, Settings
-from tests.conftest import CPU_THREADS, REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU, ingest_folder
+from tests.conftest import REDIS_URL, SHARED_DATA, SIGNING_KEY, STOCK_MOVES_MENU, ingest_folder
 
 pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python comes with the demo extra")
 
-GREEDY = LLMSettings(backend="llama-cpp", temperature=0, max_new_tokens=24, cpu_threads=CPU_THREADS)
+GREEDY = LLMSettings(backend="llama-cpp", temperature=0, max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
