@@ -169,18 +169,11 @@ def concurrently(function, items):
     return results
 
 
-# The modules that take minutes each (the AutoRAG-ko embedding, three notebook kernels) start first.
-LONGEST_MODULES = ("test_autorag_ko.py", "test_notebooks.py")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the bundled Qwen or a browser is slow, wherever it lives. The longest and
-    the slow tests run first, so that under pytest-xdist (``scripts/test.sh``) no worker is left
-    with a long module at the end while the others idle, and the quick tests fill the gaps."""
+    """A test that needs the bundled Qwen or a browser is slow, wherever it lives."""
     for item in items:
         if item.get_closest_marker("demo_llm") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: (item.path.name not in LONGEST_MODULES, item.get_closest_marker("slow") is None))
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
