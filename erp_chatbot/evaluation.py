@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,16 +67,21 @@ class ModeReport:
         return {"mode": self.mode, **self.scores, "p50_ms": self.p50_ms, "p95_ms": self.p95_ms}
 
 
-def index_corpus(embeddings: Embeddings, dataset: BeirSet, batch_size: int = 32) -> KnowledgeIndex:
-    """An in-memory index of the corpus, one chunk per document (ids kept), FAISS and BM25."""
+def index_corpus(
+    embeddings: Embeddings, dataset: BeirSet, batch_size: int = 32, vectors_dir: Path | None = None
+) -> KnowledgeIndex:
+    """An in-memory index of the corpus, one chunk per document (ids kept), FAISS and BM25. With
+    ``vectors_dir``, the corpus's vectors are kept there and reused (``knowledge.vector_cache``)."""
     from erp_chatbot.knowledge import index as index_store
     from erp_chatbot.knowledge.index import KnowledgeIndex, Manifest
     from erp_chatbot.knowledge.ingest import embed_in_batches
     from erp_chatbot.knowledge.search_index import build_lexical
+    from erp_chatbot.knowledge.vector_cache import cached_vectors
 
     ids = list(dataset.corpus)
     texts = [dataset.corpus[i] for i in ids]
-    vectors = embed_in_batches(embeddings, texts, batch_size, progress=False)
+    embed = partial(embed_in_batches, embeddings, batch_size=batch_size, progress=False)
+    vectors = cached_vectors(embeddings, texts, vectors_dir, embed)
     store = index_store.new_store(embeddings, len(vectors[0]))
     store.add_embeddings(list(zip(texts, vectors, strict=True)), [{"source": i} for i in ids], ids=ids)
     manifest = Manifest("evaluation", len(vectors[0]), index_store.STRATEGY, 0, 0)

@@ -23,5 +23,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 # Test modules are spread over workers (pytest-xdist): a worker per core while each has ~10 GB of
-# memory (tests/conftest.py), each with its own Redis database. Pass -n 0 to run them in one process.
-exec python3 -m pytest -n auto --dist loadfile "$@"
+# memory (tests/conftest.py), each with its own Redis database and its own cores; the longest modules
+# first, in the order tests/conftest.py gives. Pass -n 0 to run them in one process.
+exec python3 -m pytest -n auto --dist loadfile --no-loadscope-reorder "$@"

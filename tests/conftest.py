@@ -24,6 +24,21 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytes
 # Each worker has a Redis database of its own, so a test that counts keys sees only its own.
 _DATABASE = int(_WORKER.removeprefix("gw")) + 1 if _WORKER.startswith("gw") else 0
 REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_DATABASE}")
+
+
+def _own_cores(worker: str, workers: int) -> None:
+    """Hold an xdist worker (and the processes it starts) to its share of the cores. Sharing all of
+    them, llama.cpp's threads waited at every step for a core that the other worker's torch held
+    (a notebook took several times as long: bench/JOURNAL.md); torch and llama.cpp size their thread
+    pools from the cores a process may use."""
+    cores = sorted(os.sched_getaffinity(0))
+    index = int(worker.removeprefix("gw"))
+    share = cores[index::workers] if len(cores) >= workers else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, share)
+
+
+if _WORKER.startswith("gw") and hasattr(os, "sched_setaffinity"):
+    _own_cores(_WORKER, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 SIGNING_KEY = "test-deployment-key"  # test indexes are signed with it, and settings load them with it
 
 
@@ -169,11 +184,17 @@ def concurrently(function, items):
     return results
 
 
+LONGEST_MODULES = ("test_notebooks.py", "test_llama_cpp.py")  # the two longest (--durations)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the bundled Qwen or a browser is slow, wherever it lives."""
+    """A test that needs the bundled Qwen or a browser is slow, wherever it lives. The longest
+    modules start first, then the slow ones, so that under pytest-xdist (``scripts/test.sh``) no
+    worker is left with a long module at the end while the others idle; quick tests fill the gaps."""
     for item in items:
         if item.get_closest_marker("demo_llm") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: (item.path.name not in LONGEST_MODULES, item.get_closest_marker("slow") is None))
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

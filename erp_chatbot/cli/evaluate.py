@@ -47,6 +47,7 @@ def retrieval(
     """nDCG@10, recall@5, MRR@10 (ranx) and latency per query of the retriever in each mode.
 
     The corpus is indexed in memory (one chunk per document) with the configured embedding model;
+    its vectors are kept under the home folder and reused while the corpus and the model are the same;
     fusion settings come from the retrieval settings. Each mode's nDCG@10 is recorded for /metrics.
     """
     from erp_chatbot.devices import detect_gpus, plan_devices
@@ -62,7 +63,7 @@ def retrieval(
     embeddings = load_embeddings(settings, plan_devices(settings, detect_gpus()).embeddings_device)
     if not as_json:
         typer.echo(f"indexing {len(data.corpus)} documents...", err=True)
-    index = index_corpus(embeddings, data, settings.embeddings.batch_size)
+    index = index_corpus(embeddings, data, settings.embeddings.batch_size, settings.evaluation_vectors_dir)
     reports = evaluate_retrieval(index, embeddings, data, settings.retrieval, chosen)
     for report in reports:
         name = f"retrieval-ndcg10:{dataset.resolve().name}:{report.mode}"

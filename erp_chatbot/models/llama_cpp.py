@@ -219,8 +219,10 @@ def build_llama_cpp(gguf: Path, settings: LLMSettings, on_gpu: bool = False) -> 
     return LlamaCppChat(
         model_path=str(gguf),
         n_ctx=settings.context_tokens,
-        # llama-cpp-python's default is half the cores: decoding then runs ~30% slower here.
-        n_threads=settings.cpu_threads or os.cpu_count(),
+        # llama-cpp-python's default is half the cores: decoding then runs ~30% slower here. The
+        # cores this process may run on, not the machine's: two threads on one core (a container's
+        # cpuset, taskset) wait for each other at every step of every layer.
+        n_threads=settings.cpu_threads or len(os.sched_getaffinity(0)),
         max_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
         top_p=settings.top_p,

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         return self.home / "evaluations.json"
 
     @property
+    def evaluation_vectors_dir(self) -> Path:
+        """Benchmark corpora's vectors, reused by `erp-chatbot eval retrieval` (knowledge.vector_cache)."""
+        return self.home / "evaluation-vectors"
+
+    @property
     def registry_dir(self) -> Path:
         return (self.model_versions.registry_dir or self.home / "registry").expanduser()
 

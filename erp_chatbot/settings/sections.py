@@ -80,7 +80,8 @@ class LLMSettings(Section):
     cpu_threads: int | None = Field(
         None,
         gt=0,
-        description="CPU threads for generation; unset = all cores (llama-cpp), torch's default (transformers)",
+        description="CPU threads for generation; unset = the cores the process may use (llama-cpp), torch's "
+        "default (transformers)",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""The `erp-chatbot` command, run as a user runs it (a real process), on the tiny model and real e5."""
+"""The `erp-chatbot` command on the tiny model and real e5: in a process of its own where the process
+is what is checked, else in the test's (``commands``)."""
 
 import json
 import shutil
@@ -10,19 +11,9 @@ import yaml
 
 from erp_chatbot.cli import load_settings
 from tests.conftest import REDIS_URL, SAMPLE_KNOWLEDGE
+from tests.integration.cli.commands import invoke, run
 
 pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
-
-
-def run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from erp_chatbot.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        input=stdin,
-    )
 
 
 def test_help_lists_every_command():
@@ -75,15 +66,16 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
     report = json.loads(ingested.stdout)
     assert len(report["added"]) == 4 and report["chunks_total"] > 0
 
-    again = json.loads(run("ingest", str(docs), "--config", str(config), "--json").stdout)
+    again = json.loads(invoke("ingest", str(docs), "--config", str(config), "--json").stdout)
     assert again["added"] == [] and again["unchanged"] == 4
 
-    asked = run("ask", "경비 보고서는 언제까지 제출하나요?", "--config", str(config), "--session", session_id, "--json")
+    question = "경비 보고서는 언제까지 제출하나요?"
+    asked = invoke("ask", question, "--config", str(config), "--session", session_id, "--json")
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert answer["sources"][0]["source"] == "expense-claims.ko.md" and answer["session_id"] == session_id
 
-    streamed = run("ask", "경비 보고서는 언제까지 제출하나요?", "--config", str(config))
+    streamed = invoke("ask", question, "--config", str(config))
     assert streamed.returncode == 0, streamed.stderr
     text, _, sources = streamed.stdout.partition("\n  - ")
     assert text.strip() and sources.startswith("경비") and "expense-claims.ko.md" in sources
@@ -92,9 +84,9 @@ def test_ingest_then_ask(tmp_path, tiny_lm_dir, e5_dir, session_id):
 def test_chat_keeps_one_session(tmp_path, tiny_lm_dir, e5_dir, session_id, redis_client):
     """Two questions typed into ``chat`` are two turns of one session, each answered with its sources."""
     config = tiny_config(tmp_path, tiny_lm_dir, e5_dir)
-    assert run("ingest", str(SAMPLE_KNOWLEDGE / "hr"), "--config", str(config), "--json").returncode == 0
+    assert invoke("ingest", str(SAMPLE_KNOWLEDGE / "hr"), "--config", str(config), "--json").returncode == 0
     questions = "경비 보고서는 언제까지 제출하나요?\n그럼 누가 승인해?\n"
-    chatted = run("chat", "--config", str(config), "--session", session_id, stdin=questions)
+    chatted = invoke("chat", "--config", str(config), "--session", session_id, stdin=questions)
     assert chatted.returncode == 0, chatted.stderr
     assert chatted.stdout.count("\n  - ") >= 2 and session_id in chatted.stderr
     history = redis_client.lrange(f"context:{session_id}", 0, -1)

@@ -1,9 +1,8 @@
 """`erp-chatbot eval retrieval` on a BEIR set, scores recorded for /metrics; demo GGUF import."""
 
 import json
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -13,6 +12,7 @@ from erp_chatbot.knowledge.loaders import iter_files, load_file
 from erp_chatbot.monitoring.gpu import GPUCollector
 from erp_chatbot.monitoring.metrics import ChatMetrics
 from tests.conftest import SAMPLE_KNOWLEDGE, SIGNING_KEY
+from tests.integration.cli.commands import invoke, run
 
 pytestmark = pytest.mark.slow  # models in subprocesses or the bundled Qwen: minutes (pytest -m "not slow" skips it)
 
@@ -22,15 +22,6 @@ QUERIES = {
     "q3": ("How do I request annual leave?", "hr/leave-requests.en.md"),
     "q4": ("경비 보고서는 언제까지 제출하나요?", "hr/expense-claims.ko.md"),
 }
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from erp_chatbot.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def test_eval_retrieval_reports_and_records(tmp_path, e5_dir):
@@ -53,7 +44,7 @@ def test_eval_retrieval_reports_and_records(tmp_path, e5_dir):
     )
     config = tmp_path / "erp.yaml"
     config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "embeddings": {"model_path": str(e5_dir)}}))
-    result = cli("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--json")
+    result = invoke("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["queries"] == 4 and report["documents"] == len(docs)
@@ -66,15 +57,17 @@ def test_eval_retrieval_reports_and_records(tmp_path, e5_dir):
     metrics = ChatMetrics(gpu=GPUCollector(nvml=None))
     metrics.load_evaluations(scores)
     assert b'erp_accuracy{source="retrieval-ndcg10:sample-beir:dense"}' in generate_latest(metrics.registry)
+    kept = list((tmp_path / "home" / "evaluation-vectors").glob("*.npy"))
+    assert len(kept) == 1 and np.load(kept[0]).shape == (len(docs), 384)  # the corpus's vectors, reused below
 
-    table = cli("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--modes", "sparse")
+    table = invoke("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--modes", "sparse")
     assert table.returncode == 0 and table.stdout.splitlines()[1].startswith("sparse")
-    refused = cli("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--modes", "magic")
+    refused = invoke("eval", "retrieval", "--dataset", str(beir), "--config", str(config), "--modes", "magic")
     assert refused.returncode != 0 and "--modes" in refused.stderr
 
 
 def test_eval_refuses_a_folder_that_is_not_beir(tmp_path):
-    result = cli("eval", "retrieval", "--dataset", str(tmp_path))
+    result = run("eval", "retrieval", "--dataset", str(tmp_path))
     assert result.returncode == 1 and "not a BEIR folder" in result.stderr
 
 
@@ -86,9 +79,9 @@ def test_demo_gguf_becomes_a_registered_version(tmp_path, models_dir):
     settings = {"home": str(models_dir.parent), "model_versions": versions}
     config = tmp_path / "erp.yaml"
     config.write_text(yaml.safe_dump(settings))
-    result = cli("models", "import", "--demo", "--config", str(config))
+    result = invoke("models", "import", "--demo", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    listed = json.loads(cli("models", "list", "--config", str(config), "--json").stdout)
+    listed = json.loads(invoke("models", "list", "--config", str(config), "--json").stdout)
     assert listed["active"] == "v1" and listed["versions"]["v1"]["kind"] == "gguf"
     assert listed["versions"]["v1"]["note"] == "qwen2.5-coder-0.5b"
     assert (registry / "versions" / "v1" / "config.json").is_file()
@@ -116,7 +109,7 @@ def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir,
         "cache": {"enabled": False},
     }
     config.write_text(yaml.safe_dump(settings))
-    result = cli("eval", "answers", "--dataset", str(questions), "--config", str(config), "--json")
+    result = invoke("eval", "answers", "--dataset", str(questions), "--config", str(config), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["questions"] == 3 and report["gold_cited"] == 1.0
@@ -128,11 +121,11 @@ def test_eval_answers_counts_facts_citations_and_declines(tmp_path, tiny_lm_dir,
     assert all(c["first_token_seconds"] > 0 and c["language"] in ("en", "ko") for c in report["cases"])
 
     # The oracle answers from the gold pages' chunks, and has nothing for a question without any.
-    result = cli("eval", "answers", "--dataset", str(questions), "--config", str(config), "--oracle", "--json")
+    result = invoke("eval", "answers", "--dataset", str(questions), "--config", str(config), "--oracle", "--json")
     oracle = json.loads(result.stdout)
     assert oracle["oracle"] and oracle["gold_cited"] == 1.0 and oracle["unanswerable_declined"] == 1.0
     assert [len(c["answer"]) > 0 for c in oracle["cases"]] == [True, True, True]
 
     questions.write_text(json.dumps({"question": "Where?", "answerable": True}))
-    refused = cli("eval", "answers", "--dataset", str(questions), "--config", str(config))
+    refused = run("eval", "answers", "--dataset", str(questions), "--config", str(config))
     assert refused.returncode != 0 and "needs its 'gold' pages" in refused.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -110,6 +113,23 @@ def test_saved_prompt_states_hold_one_row_of_logits_and_restore_alike(gguf):
         tight.invoke(turn("You are terse.", n))
     assert 1 <= len(tight._client.cache.cache_state) < 4
     assert tight._client.cache.cache_size <= 1 << 20
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a machine of two cores to leave one out")
+def test_threads_default_to_the_cores_the_process_may_use(gguf):
+    """A process held to one core (a container's cpuset, taskset, a test worker) decodes with one
+    thread: two on one core wait for each other at every step."""
+    script = (
+        "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from pathlib import Path; from erp_chatbot.models.llama_cpp import build_llama_cpp; "
+        "from erp_chatbot.settings import LLMSettings; "
+        "llm = build_llama_cpp(Path(sys.argv[1]), LLMSettings(backend='llama-cpp')); "
+        "print(llm.n_threads, llm._client.n_threads)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(gguf)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]  # our setting and what llama.cpp runs with
+    assert build_llm(gguf, GREEDY, placement=CPU_PLACEMENT).n_threads == len(os.sched_getaffinity(0))
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path):
