@@ -30,7 +30,7 @@ def cached_vectors(
     """``embed(texts)`` as float32, or the vectors it gave before for the same texts and embedding model."""
     if cache_dir is None:
         return embed(texts)
-    path = cache_dir / f"{vectors_key(embeddings, texts)}.npy"
+    path = cache_dir / f"{_key(embeddings, texts)}.npy"
     if path.is_file():
         logger.info("reusing the vectors of %d texts from %s", len(texts), path)
         return np.load(path, allow_pickle=False).tolist()
@@ -42,7 +42,7 @@ def cached_vectors(
     return vectors.tolist()
 
 
-def vectors_key(embeddings: Embeddings, texts: list[str]) -> str:
+def _key(embeddings: Embeddings, texts: list[str]) -> str:
     material = json.dumps({"texts": _digest(texts), "model": _model_identity(embeddings)}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
