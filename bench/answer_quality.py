@@ -49,21 +49,23 @@ def main() -> None:
     parser.add_argument("--baseline", help="git revision of the earlier chain to run beside the arms")
     parser.add_argument("--baseline-config", type=Path, default=BENCH / "odoo-baseline.yaml", help="its settings")
     parser.add_argument("--split", choices=["dev", "test"], help="only this split (default: both)")
+    parser.add_argument("--language", choices=["en", "ko"], help="only this language's questions (default: both)")
     parser.add_argument("--table", action="store_true", help="print the recorded arms as a Markdown table")
     args = parser.parse_args()
     if args.table:
         print(table(json.loads((RESULTS / "answer-quality.json").read_text())["arms"]))
         return
-    cases = load_answer_cases(DATASET, args.split)
+    cases = [case for case in load_answer_cases(DATASET, args.split) if args.language in (None, case.language)]
+    scope = ":".join(part for part in (args.split, args.language) if part)
     for arm in args.arm:
         name, _, config = arm.partition("=")
         result = run_current(Path(config), cases)
         if args.split == "dev":
             result["decline_thresholds"] = decline_thresholds(result["report"]["cases"])
             print(name, "decline thresholds for 95% answered:", result["decline_thresholds"])
-        record(name, {"config": config, **result}, args.split)
+        record(name, {"config": config, **result}, scope)
     if args.baseline:
-        record(f"baseline-{args.baseline}", run_revision(args.baseline, args.baseline_config, cases), args.split)
+        record(f"baseline-{args.baseline}", run_revision(args.baseline, args.baseline_config, cases), scope)
 
 
 ROWS = {  # what the table shows, and how
@@ -74,6 +76,7 @@ ROWS = {  # what the table shows, and how
     "gold_cited": "a gold page among the sources",
     "nothing_invented": "no UI name or number that no section holds",
     "lead_in_language": "first line in the question's language",
+    "in_language": "the whole answer's prose in the question's language",
     "p50_first_token_seconds": "p50 seconds to the first content",
     "p50_seconds": "p50 seconds to the complete answer",
 }
@@ -87,7 +90,7 @@ def table(arms: dict[str, dict]) -> str:
             shown = {
                 name: arm["report"]["by_split"][split][language]
                 for name, arm in arms.items()
-                if split in arm["report"].get("by_split", {})
+                if arm["report"].get("by_split", {}).get(split, {}).get(language, {}).get("questions")
             }
             if not shown:
                 continue
@@ -124,12 +127,13 @@ def decline_thresholds(rows: list[dict], answered: float = 0.95) -> dict[str, di
     return found
 
 
-def record(name: str, result: dict, split: str | None) -> None:
-    key = f"{name}:{split}" if split else name
+def record(name: str, result: dict, scope: str) -> None:
+    key = f"{name}:{scope}" if scope else name
     path = merge("answer-quality", "arms", key, {"machine": machine(), **result}, {"dataset": DATASET.name})
     for split_name, languages in result["report"].get("by_split", {}).items():
         for language, summary in languages.items():
-            print(key, split_name, language, {k: v for k, v in summary.items() if k != "questions"})
+            if summary["questions"]:
+                print(key, split_name, language, {k: v for k, v in summary.items() if k != "questions"})
     print(f"wrote {path}")
 
 

@@ -134,6 +134,7 @@ class ERPChatbot:
             decline_below=dict(answer.decline_below),
             passage_chars=answer.passage_chars,
             passages=answer.passages,
+            passage_language=answer.passage_language,
             judge_tokens=answer.judge_tokens,
             allow_instruction_like=self.settings.knowledge.allow_instruction_like,
             section_of=self.index.section if isinstance(self.retriever, ERPRetriever) else None,

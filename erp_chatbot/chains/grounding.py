@@ -8,7 +8,7 @@ manuals are checked the same way: their Latin-script names and numbers must appe
 which the prompts ask for. Prose is not checked: paraphrase is fine, invented names are not;
 the one prose exception is a step of the prompt's worked example repeated word for word.
 
-``chains.respond.LineGate`` applies the check line by line while an answer streams, so a line
+``chains.line_gate.LineGate`` applies the check line by line while an answer streams, so a line
 that fails it never reaches the user.
 """
 
@@ -48,7 +48,7 @@ class Grounding:
     declined: bool
     unsupported: list[str] = field(default_factory=list)
     claims: int = 0
-    removed: list[str] = field(default_factory=list)  # lines left out of the answer (chains.respond.LineGate)
+    removed: list[str] = field(default_factory=list)  # lines left out of the answer (chains.line_gate.LineGate)
 
     @property
     def supported(self) -> bool:

@@ -60,13 +60,14 @@ def _joined(best: Document, pieces: list[Document]) -> Document:
 class Extract:
     text: str
     sections: list[Document]  # the sections the text shows, best first: the answer's sources
+    blocks: list[tuple[str, str]]  # per section shown: its lead and its body, as ``text`` joins them
 
 
 def faithful_answer(sections: list[Document], language: Language, max_chars: int, count: int = 2) -> Extract:
     """The best ``count`` sections, each under a lead naming its heading, their text in whole blocks
     within about ``max_chars`` together (a first block longer than that, such as a long numbered
     list, is shown whole up to twice that)."""
-    parts: list[str] = []
+    blocks: list[tuple[str, str]] = []
     shown: list[Document] = []
     room = max_chars
     for section in sections[:count]:
@@ -74,10 +75,10 @@ def faithful_answer(sections: list[Document], language: Language, max_chars: int
             break
         lead = (MORE if shown else LEAD)[language].format(heading=heading_of(section))
         body = body_of(section, room)
-        parts += [lead, body]
+        blocks.append((lead, body))
         shown.append(section)
         room -= len(body)
-    return Extract("\n\n".join(parts), shown)
+    return Extract("\n\n".join(part for block in blocks for part in block), shown, blocks)
 
 
 def heading_of(section: Document) -> str:

@@ -63,6 +63,35 @@ TRANSLATE = ChatPromptTemplate.from_messages(
 ).partial(terms="")  # terms: the glossary's hint for the question (chains/translation.py)
 TRANSLATION_TARGET = {"en": "English", "ko": "Korean"}  # language names for the prompt
 
+# ``answer.passage_language: question``: an extracted section translated into the question's
+# language, names kept as the section writes them (the answer's line check holds them to it). The
+# worked translation is the starport example's passage: no knowledge base holds its names.
+_PASSAGE_ASK = "Translate this passage into {target}.\n\nPassage:\n{passage}"
+TRANSLATE_PASSAGE = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "You translate passages of a software manual. Reply with the translation only. Keep every menu "
+            "path and every button, field, setting and app name exactly as the passage writes it, with its * "
+            "marks and ‣ separators; keep numbers, list numbers and line breaks; add nothing.",
+        ),
+        (
+            "human",
+            _PASSAGE_ASK.format(
+                target="Korean",
+                passage="Pods ready for launch wait in *Starport ‣ Cargo Pods ‣ Ready*.\n\n"
+                "1. Open the pod and check its weight against the flight manifest.\n2. Click *Launch Pod*.",
+            ),
+        ),
+        (
+            "ai",
+            "발사 준비가 된 포드는 *Starport ‣ Cargo Pods ‣ Ready* 에서 대기합니다.\n\n"
+            "1. 포드를 열어 무게를 비행 적재 목록과 비교합니다.\n2. *Launch Pod* 를 클릭합니다.",
+        ),
+        ("human", _PASSAGE_ASK),
+    ]
+)
+
 _SYSTEM = {
     "en": (
         "You are an ERP assistant. You answer only from the documents you are given, in English. "
@@ -88,7 +117,7 @@ _HUMAN = {
 # kept (bench/JOURNAL.md); English prompts carry none (it cost English answers their facts). Korean
 # prompts also repeat the decline sentence in the question's turn. The example is about launching
 # cargo pods from a starport: no ERP knowledge base holds its menus or steps, so a copy of it is
-# never supported and the answer's line check (chains.respond.LineGate) removes it; before, its
+# never supported and the answer's line check (chains.line_gate.LineGate) removes it; before, its
 # vendor-bill steps read like real ones and reached stock-move answers.
 _EXAMPLE_CONTEXT = (
     '<document index="1" title="Launching cargo pods">\n'

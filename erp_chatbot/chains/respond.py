@@ -6,30 +6,37 @@ Output (dict chunks, ``answer`` streamed)::
      "answer", "grounding"}
 
 ``sources`` are exactly the sections the answer was made from. ``grounding`` comes last
-(``chains.grounding``). A generated answer streams through ``LineGate``: a line that names a menu,
-button, field or number no section holds, or repeats the prompt's worked example, is not shown,
-nor is anything after it; the user gets the best sections in the documents' own words instead
-(``passages.faithful_answer``), and grounding lists the lines as ``removed``. A supported answer
-that names nothing at all (``vague``) is followed by the passage of the best page that says how.
+(``chains.grounding``). A generated answer streams through ``chains.line_gate.LineGate``: a line
+that names a menu, button, field or number no section holds, or repeats the prompt's worked
+example, is not shown, nor is anything after it (the model stops generating); the user gets the
+best sections in the documents' own words instead (``passages.faithful_answer``), and grounding
+lists the lines as ``removed``. A supported answer that names nothing at all (``vague``) is
+followed by the passage of the best page that says how. With ``answer.passage_language:
+question``, the model translates an extracted section written in another language than the
+question's, and the translation is checked in the same way.
 """
 
 from __future__ import annotations
 
-import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda, RunnablePassthrough
-from langchain_core.runnables.utils import AddableDict
 
-from erp_chatbot.chains.excerpts import best_excerpt
-from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.language import Language, detect_language
-from erp_chatbot.chains.passages import faithful_answer
-from erp_chatbot.chains.prompts import COVERAGE, NOT_COVERED, SENTENCE_END, VAGUE_NOTE, answer_prompt, format_context
+from erp_chatbot.chains.line_gate import grounded
+from erp_chatbot.chains.passages import Extract, faithful_answer
+from erp_chatbot.chains.prompts import (
+    COVERAGE,
+    NOT_COVERED,
+    TRANSLATE_PASSAGE,
+    TRANSLATION_TARGET,
+    answer_prompt,
+    format_context,
+)
 from erp_chatbot.chains.turn import RagOptions, Turn
 from erp_chatbot.knowledge.injection import repeats_instruction
 from erp_chatbot.runtime.cache import AnswerCache
@@ -71,7 +78,8 @@ def sources_of(documents: list[Document]) -> list[dict[str, Any]]:
 def prompt_id(language: Language, options: RagOptions) -> str:
     """What besides the question and sections fixes an answer: part of the response cache's keys."""
     check = language in options.check_coverage and COVERAGE[options.coverage_question][language]
-    return f"{options.mode}|{answer_prompt(language)!r}|{CONTEXT_SHAPE}|{options.document_tokens}|{check!r}"
+    shape = f"{options.mode}|{options.passage_language}|{answer_prompt(language)!r}|{CONTEXT_SHAPE}"
+    return f"{shape}|{options.document_tokens}|{check!r}"
 
 
 def respond(
@@ -100,16 +108,22 @@ def respond(
     if not documents:
         return _fixed({**base, "answer": NOT_COVERED[language]}) | grounded([], language, turn["question"])
     query = " ".join([base["standalone_question"], *(turn.get("variants") or [])])
-    if options.mode == "extract":  # the documents' own words: checked, never gated
+    translates = options.mode == "extract" and _translates(faithful, language, options)
+    if options.mode == "extract" and not translates:  # the documents' own words: checked, never gated
         return _fixed({**base, "answer": faithful.text}) | grounded(shown, language, turn["question"], query)
-    checked = grounded(shown, language, turn["question"], query, faithful.text)
+    halt = threading.Event()  # set once the line check has removed a line: the model's text is no longer shown
+    checked = grounded(shown, language, turn["question"], query, faithful.text, halt)
     if turn.get("cached_answer") is not None:
         return _fixed({**base, "cached": True, "answer": turn["cached_answer"]}) | checked
-    prompt_input = {"question": base["standalone_question"], "context": format_context(documents)}
-    generate = (
-        RunnableLambda(lambda _: prompt_input) | answer_prompt(language) | llm.with_config(tags=[ANSWER_TAG])
-    ) | StrOutputParser()
-    answering = RunnableLambda(lambda _: base) | RunnablePassthrough.assign(answer=generate).pick(OUTPUT_KEYS)
+    answerer = llm.with_config(tags=[ANSWER_TAG])
+    if translates:
+        writer = _translation(faithful, language, answerer, halt)
+    else:
+        prompt = answer_prompt(language).invoke(
+            {"question": base["standalone_question"], "context": format_context(documents)}
+        )
+        writer = _generation(prompt, answerer, halt)
+    answering = RunnableLambda(lambda _: base) | RunnablePassthrough.assign(answer=writer).pick(OUTPUT_KEYS)
     if cache is None:
         return answering | checked
     return answering | checked | _store_when_done(cache, answer_key(turn), documents)
@@ -117,6 +131,77 @@ def respond(
 
 def _fixed(output: dict) -> Runnable:
     return RunnableLambda(lambda _: output)
+
+
+def _model_text(llm: BaseLanguageModel, messages: Any, config: RunnableConfig, halt: threading.Event) -> Iterator[str]:
+    """The model's reply as text, left as soon as ``halt`` is set so that the model stops generating
+    what nobody will see. Streamed from the model itself: a chain step reads its whole input stream
+    even after it has stopped (LangChain's tracing), and the model would write on to its limit."""
+    for piece in llm.stream(messages, config):
+        yield piece if isinstance(piece, str) else str(piece.content)
+        if halt.is_set():
+            return
+
+
+async def _amodel_text(
+    llm: BaseLanguageModel, messages: Any, config: RunnableConfig, halt: threading.Event
+) -> AsyncIterator[str]:
+    async for piece in llm.astream(messages, config):
+        yield piece if isinstance(piece, str) else str(piece.content)
+        if halt.is_set():
+            return
+
+
+def _translates(faithful: Extract, language: Language, options: RagOptions) -> bool:
+    """``answer.passage_language: question`` and a section shown in another language than the question's."""
+    return options.passage_language == "question" and any(
+        detect_language(body, language) != language for _, body in faithful.blocks
+    )
+
+
+def _generation(prompt: Any, llm: BaseLanguageModel, halt: threading.Event) -> Runnable:
+    """The model's answer to ``prompt``, streamed until ``halt``."""
+
+    def stream(_: Any, config: RunnableConfig) -> Iterator[str]:
+        yield from _model_text(llm, prompt, config, halt)
+
+    async def astream(_: Any, config: RunnableConfig) -> AsyncIterator[str]:
+        async for piece in _amodel_text(llm, prompt, config, halt):
+            yield piece
+
+    return RunnableLambda(stream, afunc=astream, name="generate_answer")
+
+
+def _translation(faithful: Extract, language: Language, llm: BaseLanguageModel, halt: threading.Event) -> Runnable:
+    """Each section's lead, then its body: as written when in the question's language, else the LLM's
+    translation (``TRANSLATE_PASSAGE``: names kept as the section writes them), streamed until ``halt``."""
+
+    def parts(number: int, lead: str, body: str) -> tuple[str, Any]:
+        opening = ("\n\n" if number else "") + lead + "\n\n"
+        if detect_language(body, language) == language:
+            return opening + body, None
+        return opening, TRANSLATE_PASSAGE.invoke({"target": TRANSLATION_TARGET[language], "passage": body})
+
+    def stream(_: Any, config: RunnableConfig) -> Iterator[str]:
+        for number, (lead, body) in enumerate(faithful.blocks):
+            text, prompt = parts(number, lead, body)
+            yield text
+            if prompt is not None:
+                yield from _model_text(llm, prompt, config, halt)
+            if halt.is_set():
+                return
+
+    async def astream(_: Any, config: RunnableConfig) -> AsyncIterator[str]:
+        for number, (lead, body) in enumerate(faithful.blocks):
+            text, prompt = parts(number, lead, body)
+            yield text
+            if prompt is not None:
+                async for piece in _amodel_text(llm, prompt, config, halt):
+                    yield piece
+            if halt.is_set():
+                return
+
+    return RunnableLambda(stream, afunc=astream, name="translate_passages")
 
 
 def remember_first_turn(cache: AnswerCache, key: tuple[str, str], documents: list[Document]) -> Runnable:
@@ -172,106 +257,3 @@ def _when_complete(finish: Callable[[dict], None]) -> Runnable:
         finish(final)
 
     return RunnableGenerator(watch, awatch)
-
-
-class LineGate:
-    """Shows a streamed answer as soon as it is safe: a line that names nothing (no marked name, menu
-    path or number) streams sentence by sentence; from the first sign of a claim on, the line waits
-    until it is complete and is shown only if ``documents`` hold what it names. From the first line
-    that fails, nothing more of the answer is shown (``removed`` lists those lines). With ``gated``
-    false everything is shown at once and only recorded."""
-
-    def __init__(self, documents: list[Document], question: str, gated: bool = True) -> None:
-        self._documents, self._question, self._gated = documents, question, gated
-        self._line = ""  # the current line so far
-        self._released = 0  # how much of it is shown
-        self.shown = ""
-        self.removed: list[str] = []
-
-    def feed(self, text: str) -> str:
-        if self.removed:
-            return ""
-        if not self._gated:
-            return self._show(text)
-        out = []
-        for part in text.splitlines(keepends=True):
-            self._line += part
-            out.append(self._end_line() if self._line.endswith("\n") else self._safe_part())
-        return "".join(out)
-
-    def close(self) -> str:
-        return self._end_line() if self._line and not self.removed else ""
-
-    def _safe_part(self) -> str:
-        """The line's next whole sentences before anything that may be a claim."""
-        risky = _CLAIM_START.search(self._line)
-        before = self._line[: risky.start() if risky else len(self._line)]
-        ends = [match.end() for match in SENTENCE_END.finditer(before)]
-        if not ends or ends[-1] <= self._released:
-            return ""
-        part, self._released = self._line[self._released : ends[-1]], ends[-1]
-        return self._show(part)
-
-    def _end_line(self) -> str:
-        line, rest = self._line, self._line[self._released :]
-        self._line, self._released = "", 0
-        if check_grounding(line, self._documents, self._question).supported:
-            return self._show(rest)
-        self.removed.append(line.strip())
-        return ""
-
-    def _show(self, text: str) -> str:
-        self.shown += text
-        return text
-
-
-def _paragraph_after(text: str) -> str:
-    """What starts a new paragraph after ``text``."""
-    if not text.strip():
-        return ""
-    return "\n" if text.endswith("\n") else "\n\n"
-
-
-# Where a claim may begin (chains.grounding): a marked name, a quote, a number, a menu separator.
-_CLAIM_START = re.compile(r"[*`\"“\d‣›»>→]|->")
-
-
-def grounded(
-    documents: list[Document], language: Language, question: str = "", query: str = "", faithful: str = ""
-) -> Runnable:
-    """Pass the stream through ``LineGate`` (without ``faithful`` to show instead, nothing is held
-    back); once complete, replace what was removed by ``faithful`` and report the grounding of what
-    was shown."""
-
-    def finish(gate: LineGate) -> Iterator[AddableDict]:
-        tail = gate.close()
-        if tail:
-            yield AddableDict(answer=tail)
-        grounding = check_grounding(gate.shown, documents, question, gate.removed)
-        note = ""
-        if gate.removed and faithful:
-            note = _paragraph_after(gate.shown) + faithful
-        elif grounding.vague and documents:
-            excerpt = best_excerpt(documents, query)
-            note = VAGUE_NOTE[language].format(title=excerpt.title, excerpt=excerpt.text)
-        if note:
-            yield AddableDict(answer=note)
-        yield AddableDict(grounding={**grounding.as_dict(), "note": note})
-
-    def shown(chunk: dict, gate: LineGate) -> AddableDict:
-        return AddableDict({**chunk, "answer": gate.feed(chunk["answer"])} if "answer" in chunk else chunk)
-
-    def ground(chunks: Iterator[dict]) -> Iterator[AddableDict]:
-        gate = LineGate(documents, question, gated=bool(faithful))
-        for chunk in chunks:
-            yield shown(chunk, gate)
-        yield from finish(gate)
-
-    async def aground(chunks: AsyncIterator[dict]) -> AsyncIterator[AddableDict]:
-        gate = LineGate(documents, question, gated=bool(faithful))
-        async for chunk in chunks:
-            yield shown(chunk, gate)
-        for chunk in finish(gate):
-            yield chunk
-
-    return RunnableGenerator(ground, aground)

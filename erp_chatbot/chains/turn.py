@@ -21,6 +21,7 @@ from erp_chatbot.chains.prompts import CoverageQuestion
 from erp_chatbot.chains.translation import Glossary
 
 AnswerMode = Literal["generate", "extract"]
+PassageLanguage = Literal["documents", "question"]
 # The model's P(yes) for a yes-or-no prompt (``models.llm.yes_probability``)
 YesProbability = Callable[[list[BaseMessage], RunnableConfig | None], float]
 
@@ -51,7 +52,8 @@ class RagOptions:
 
     ``mode``: ``generate`` lets the LLM write the answer from the sections; ``extract`` shows the
     best ``passages`` sections (``passage_chars`` in all) in the documents' own words, each under a
-    short lead in the question's language.
+    short lead in the question's language; with ``passage_language`` ``question``, the LLM translates
+    a section written in another language (names kept as written).
     ``check_coverage``: languages whose questions are put to the model first (do the sections answer
     it?); ``decline_below``: per language, the P(yes) under which they are declined (chosen on an
     evaluation's dev split; 0.5 when unset). In extract mode the model judges the first
@@ -73,6 +75,7 @@ class RagOptions:
     decline_below: Mapping[str, float] = field(default_factory=dict)
     passage_chars: int = 1200
     passages: int = 2
+    passage_language: PassageLanguage = "documents"
     judge_tokens: int = 150
     allow_instruction_like: bool = False
     section_of: Callable[[Document], list[Document]] | None = None

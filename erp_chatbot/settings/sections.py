@@ -189,6 +189,12 @@ class AnswerSettings(Section):
         1200, gt=100, description="about the most characters of sections an answer shows (whole paragraphs and lists)"
     )
     passages: int = Field(2, gt=0, description="sections an extracted answer shows, best first")
+    passage_language: Literal["documents", "question"] = Field(
+        "documents",
+        description="extract mode: a section in another language than the question's is shown as written "
+        "(documents) or translated by the LLM, names of menus, buttons and fields kept as written (question; "
+        "a translated line naming what no section holds gives way to the section as written)",
+    )
     judge_tokens: int = Field(
         150,
         gt=0,

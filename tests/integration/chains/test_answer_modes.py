@@ -4,12 +4,14 @@ where only plumbing matters, the bundled Qwen (demo profile) where the answer's 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from erp_chatbot import ERPChatbot
 from erp_chatbot.chains.grounding import check_grounding
 from erp_chatbot.chains.passages import LEAD
+from erp_chatbot.evaluation import answer_language
 from erp_chatbot.settings import Settings
 from tests.conftest import REDIS_URL, REPO, SIGNING_KEY, tiny_settings
 from tests.integration.chains.test_chain import LLMCalls, config
@@ -91,3 +93,34 @@ def test_sample_how_to_questions_are_answered_from_the_right_section(demo_bot, c
     answer = demo_bot.ask(case["question"])
     assert any(path.split(" > ")[-1] in answer.text for path in case["menu_paths"]), answer.text
     assert answer.covered and not check_grounding(answer.text, []).declined
+
+
+@pytest.mark.demo_llm
+def test_a_korean_question_over_english_pages_gets_the_section_in_korean_with_its_names_kept(
+    tmp_path, models_dir, embeddings, session_id
+):
+    from tests.conftest import SAMPLE_KNOWLEDGE, ingest_folder
+
+    english = tmp_path / "english"
+    for page in SAMPLE_KNOWLEDGE.rglob("*.en.md"):
+        (english / page.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, english / page.parent.name / page.name)
+    ingest_folder(english, tmp_path / "index", embeddings)
+    settings = Settings.from_yaml(
+        REPO / "erp_chatbot" / "profiles" / "demo.yaml",
+        home=models_dir.parent,
+        knowledge={"index_dir": tmp_path / "index", "signing_key": SIGNING_KEY},
+        memory={"redis_url": REDIS_URL},
+        cache={"enabled": False},
+        answer={"mode": "extract", "passage_language": "question"},
+        llm={"temperature": 0.0},  # greedy: the same translation on every run
+    )
+    answer = ERPChatbot.from_settings(settings).ask("공급업체 청구서는 어떻게 승인하나요?", session_id=session_id)
+    lead = LEAD["ko"].format(heading="*Approving vendor bills* — *How to approve a vendor bill*")
+    assert answer.text.startswith(lead + "\n\n") and answer.text.count(lead) == 1, answer.text
+    assert answer.unsupported == [] and "**Approve**" in answer.text, answer.text  # names only as the page writes them
+    translated = answer.text.split("\n\n")[1]
+    if answer.removed:  # the 1.5B may translate a menu path: the section as written follows
+        assert translated.startswith("1. Open the bill from **Accounting > Vendors > Bills**"), answer.text
+    else:
+        assert answer_language(translated) == "ko", answer.text

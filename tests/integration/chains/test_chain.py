@@ -76,7 +76,7 @@ def test_ask_returns_a_complete_answer_object(bot, session_id):
 
 def test_stream_yields_the_answer_and_stores_the_turn(bot, session_id):
     # The random model writes no sentence end, so its line is shown once it is complete and checked
-    # (chains.respond.LineGate; sentence-by-sentence streaming: tests/unit/chains/test_rag.py).
+    # (chains.line_gate.LineGate; sentence-by-sentence streaming: tests/unit/chains/test_rag.py).
     chunks = list(bot.stream("재고 이동은 어디서 확인하나요?", session_id=session_id))
     assert chunks and all(chunks)
     stored = bot.history.messages(session_id)

@@ -56,7 +56,7 @@ def test_stream_delivers_the_same_kind_of_answer_in_chunks(client, session_id):
     )
     chunks = list(stream)
     pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
-    assert pieces and chunks[0].choices[0].delta.role == "assistant"  # (pieces: chains.respond.LineGate)
+    assert pieces and chunks[0].choices[0].delta.role == "assistant"  # (pieces: chains.line_gate.LineGate)
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert chunks[-1].model_extra["erp"]["sources"][0]["source"] == "purchasing/vendor-bill-approval.en.md"
     assert len({c.id for c in chunks}) == 1

@@ -99,6 +99,31 @@ def test_extract_mode_answers_with_the_best_section_in_its_own_words_and_no_llm(
     assert len(history.messages("s1")) == 2
 
 
+def test_translated_passages_keep_the_lead_and_stream_each_sections_translation():
+    first = "주문 금액이 20,000,000 KRW 를 넘으면 **purchasing director** 의 승인이 필요합니다."
+    second = "**Purchase > Orders > Requests for Quotation** 으로 가서 **New** 를 클릭합니다."
+    built, _, _ = chain(replies=[first, second], mode="extract", passage_language="question")
+    prompts = Prompts()
+    out = ask(built, "구매 주문 승인은 누가 하나요?", prompts=prompts)
+    lead = LEAD["ko"].format(heading="*Purchase orders* — *Order approval*")
+    assert out["answer"].startswith(f"{lead}\n\n{first}\n\n관련 내용은 ") and out["answer"].endswith(second)
+    assert "Translate this passage into Korean" in prompts.seen[0] and "Orders above 20,000,000 KRW" in prompts.seen[0]
+    assert out["grounding"]["supported"] and out["grounding"]["removed"] == []
+    built, _, _ = chain(mode="extract", passage_language="question")  # no reply: the model is never asked
+    english = ask(built, "Who approves purchase orders?")["answer"]
+    assert english.startswith(LEAD["en"].format(heading="*Purchase orders* — *Order approval*") + "\n\nOrders above")
+
+
+def test_a_translation_naming_what_no_section_holds_gives_way_to_the_sections_as_written():
+    invented = "**구매 > 승인 요청** 메뉴에서 **승인** 버튼을 누릅니다."
+    built, _, _ = chain(replies=[invented, "x"], mode="extract", passage_language="question")
+    out = ask(built, "구매 주문 승인은 누가 하나요?")
+    assert "승인 요청** 메뉴" not in out["answer"] and out["grounding"]["removed"] == [invented]
+    lead = LEAD["ko"].format(heading="*Purchase orders* — *Order approval*")
+    assert out["answer"].startswith(f"{lead}\n\nOrders above 20,000,000 KRW need the approval of the **purchasing")
+    assert out["answer"].count(lead) == 1 and "\n\n\n" not in out["answer"]  # the lead shown once
+
+
 def test_a_generated_line_naming_what_no_section_holds_is_replaced_by_the_section():
     reply = "1. Open **Purchase > Orders > Requests for Quotation**.\n2. Click **Approve All** in Accounting.\n"
     built, _, _ = chain(replies=[reply])
@@ -182,7 +207,7 @@ def _streamed(gate, text, size):
 
 
 def test_the_gate_streams_prose_by_sentence_and_holds_a_line_with_claims_until_it_is_checked():
-    from erp_chatbot.chains.respond import LineGate
+    from erp_chatbot.chains.line_gate import LineGate
 
     text = "First you open the order. Then you check it. Go to **Purchase > Orders**.\n2. Click **Frobnicate**.\n"
     for size in (1, 4, 1000):
@@ -192,3 +217,29 @@ def test_the_gate_streams_prose_by_sentence_and_holds_a_line_with_claims_until_i
         assert gate.removed == ["2. Click **Frobnicate**."] and gate.shown == "".join(shown)
     gate = LineGate([APPROVAL], "How?")
     assert _streamed(gate, "One. Two. Three", 2)[:2] == ["One. ", "Two. "]  # sentence by sentence
+
+
+def test_nothing_after_a_removed_line_is_shown_even_within_the_same_streamed_piece():
+    from erp_chatbot.chains.line_gate import LineGate
+
+    gate = LineGate([APPROVAL, RFQ], "How?")
+    assert _streamed(gate, "2. Click **Frobnicate**.\n\nThen you are done.\n", 1000) == []
+    assert gate.removed == ["2. Click **Frobnicate**."] and gate.shown == ""
+
+
+class Tokens(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_llm_new_token(self, token, **kwargs):
+        self.count += 1
+
+
+def test_generation_stops_at_the_first_removed_line():
+    reply = "2. Click **Frobnicate**.\n" + "More words that nobody will see. " * 40
+    built, _, _ = chain(replies=[reply])
+    tokens = Tokens()
+    config = {"configurable": {"session_id": "s1"}, "callbacks": [tokens]}
+    out = "".join(piece.get("answer", "") for piece in built.stream({"question": "How do I approve it?"}, config))
+    assert "Frobnicate" not in out and "**purchasing director**" in out  # the sections instead
+    assert tokens.count < 20  # the model's stream was left after the removed line, not read to its end (~240)
