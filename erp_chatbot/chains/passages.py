@@ -58,9 +58,12 @@ def _joined(best: Document, pieces: list[Document]) -> Document:
 
 @dataclass(frozen=True)
 class Extract:
-    text: str
     sections: list[Document]  # the sections the text shows, best first: the answer's sources
-    blocks: list[tuple[str, str]]  # per section shown: its lead and its body, as ``text`` joins them
+    blocks: list[tuple[str, str]]  # per section shown: its lead and its body
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(part for block in self.blocks for part in block)
 
 
 def faithful_answer(sections: list[Document], language: Language, max_chars: int, count: int = 2) -> Extract:
@@ -78,7 +81,7 @@ def faithful_answer(sections: list[Document], language: Language, max_chars: int
         blocks.append((lead, body))
         shown.append(section)
         room -= len(body)
-    return Extract("\n\n".join(part for block in blocks for part in block), shown, blocks)
+    return Extract(shown, blocks)
 
 
 def heading_of(section: Document) -> str:

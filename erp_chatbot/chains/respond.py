@@ -108,21 +108,18 @@ def respond(
     if not documents:
         return _fixed({**base, "answer": NOT_COVERED[language]}) | grounded([], language, turn["question"])
     query = " ".join([base["standalone_question"], *(turn.get("variants") or [])])
-    translates = options.mode == "extract" and _translates(faithful, language, options)
-    if options.mode == "extract" and not translates:  # the documents' own words: checked, never gated
+    translating = options.mode == "extract" and options.passage_language == "question"
+    parts = _passage_parts(faithful, language) if translating else []
+    if options.mode == "extract" and all(prompt is None for _, prompt in parts):  # the documents' own words
         return _fixed({**base, "answer": faithful.text}) | grounded(shown, language, turn["question"], query)
     halt = threading.Event()  # set once the line check has removed a line: the model's text is no longer shown
     checked = grounded(shown, language, turn["question"], query, faithful.text, halt)
     if turn.get("cached_answer") is not None:
         return _fixed({**base, "cached": True, "answer": turn["cached_answer"]}) | checked
-    answerer = llm.with_config(tags=[ANSWER_TAG])
-    if translates:
-        writer = _translation(faithful, language, answerer, halt)
-    else:
-        prompt = answer_prompt(language).invoke(
-            {"question": base["standalone_question"], "context": format_context(documents)}
-        )
-        writer = _generation(prompt, answerer, halt)
+    if not parts:
+        context = {"question": base["standalone_question"], "context": format_context(documents)}
+        parts = [("", answer_prompt(language).invoke(context))]
+    writer = _written(parts, llm.with_config(tags=[ANSWER_TAG]), halt)
     answering = RunnableLambda(lambda _: base) | RunnablePassthrough.assign(answer=writer).pick(OUTPUT_KEYS)
     if cache is None:
         return answering | checked
@@ -152,56 +149,42 @@ async def _amodel_text(
             return
 
 
-def _translates(faithful: Extract, language: Language, options: RagOptions) -> bool:
-    """``answer.passage_language: question`` and a section shown in another language than the question's."""
-    return options.passage_language == "question" and any(
-        detect_language(body, language) != language for _, body in faithful.blocks
-    )
-
-
-def _generation(prompt: Any, llm: BaseLanguageModel, halt: threading.Event) -> Runnable:
-    """The model's answer to ``prompt``, streamed until ``halt``."""
-
-    def stream(_: Any, config: RunnableConfig) -> Iterator[str]:
-        yield from _model_text(llm, prompt, config, halt)
-
-    async def astream(_: Any, config: RunnableConfig) -> AsyncIterator[str]:
-        async for piece in _amodel_text(llm, prompt, config, halt):
-            yield piece
-
-    return RunnableLambda(stream, afunc=astream, name="generate_answer")
-
-
-def _translation(faithful: Extract, language: Language, llm: BaseLanguageModel, halt: threading.Event) -> Runnable:
-    """Each section's lead, then its body: as written when in the question's language, else the LLM's
-    translation (``TRANSLATE_PASSAGE``: names kept as the section writes them), streamed until ``halt``."""
-
-    def parts(number: int, lead: str, body: str) -> tuple[str, Any]:
+def _passage_parts(faithful: Extract, language: Language) -> list[tuple[str, Any]]:
+    """Per section shown: its lead (and its body, when written in the question's language), then the
+    prompt that has the model translate its body (``TRANSLATE_PASSAGE``: names kept as written), or None."""
+    parts = []
+    for number, (lead, body) in enumerate(faithful.blocks):
         opening = ("\n\n" if number else "") + lead + "\n\n"
         if detect_language(body, language) == language:
-            return opening + body, None
-        return opening, TRANSLATE_PASSAGE.invoke({"target": TRANSLATION_TARGET[language], "passage": body})
+            parts.append((opening + body, None))
+        else:
+            parts.append((opening, TRANSLATE_PASSAGE.invoke({"target": TRANSLATION_TARGET[language], "passage": body})))
+    return parts
+
+
+def _written(parts: list[tuple[str, Any]], llm: BaseLanguageModel, halt: threading.Event) -> Runnable:
+    """The answer, streamed: each part's fixed text, then the model's reply to its prompt; until ``halt``."""
 
     def stream(_: Any, config: RunnableConfig) -> Iterator[str]:
-        for number, (lead, body) in enumerate(faithful.blocks):
-            text, prompt = parts(number, lead, body)
-            yield text
+        for text, prompt in parts:
+            if text:
+                yield text
             if prompt is not None:
                 yield from _model_text(llm, prompt, config, halt)
             if halt.is_set():
                 return
 
     async def astream(_: Any, config: RunnableConfig) -> AsyncIterator[str]:
-        for number, (lead, body) in enumerate(faithful.blocks):
-            text, prompt = parts(number, lead, body)
-            yield text
+        for text, prompt in parts:
+            if text:
+                yield text
             if prompt is not None:
                 async for piece in _amodel_text(llm, prompt, config, halt):
                     yield piece
             if halt.is_set():
                 return
 
-    return RunnableLambda(stream, afunc=astream, name="translate_passages")
+    return RunnableLambda(stream, afunc=astream, name="write_answer")
 
 
 def remember_first_turn(cache: AnswerCache, key: tuple[str, str], documents: list[Document]) -> Runnable:
